@@ -1,0 +1,1 @@
+"""The ``mvm`` command line: a thin dispatcher over the public functions of the packages."""

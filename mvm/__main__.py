@@ -1,0 +1,3 @@
+from mvm.cli import main
+
+raise SystemExit(main())
