@@ -12,7 +12,7 @@ ifdef SLOW
 PYTEST_FLAGS += --slow
 endif
 
-.PHONY: reproduce test lint clean
+.PHONY: reproduce test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Benchmarks are not tests: each bench/bench_*.py prints ratios measured side by side in one run.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[bench]"
+	for script in bench/bench_*.py; do $(BIN)/python "$$script" || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
