@@ -3,6 +3,8 @@
 Subcommands exist only once they do real work:
 
 * ``mvm derive TOPIC [--latex]`` prints derived formulas (topics in :data:`DERIVE_TOPICS`).
+* ``mvm verify [--quick] [--json PATH] [--markdown PATH] [--only ID ...]`` runs the claim checks of
+  :mod:`proofs_check`, prints the table and exits non-zero when a claim fails.
 """
 
 from __future__ import annotations
@@ -37,7 +39,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{name}: {text}" for name, (text, _) in sorted(DERIVE_TOPICS.items())),
     )
     derive.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+
+    verify = commands.add_parser("verify", help="check the paper's claims: predicted vs measured, with verdicts")
+    verify.add_argument("--quick", action="store_true", help="CI-sized checks (minutes on 2 CPU cores)")
+    verify.add_argument("--json", metavar="PATH", help="write the results as a JSON list of ClaimResult dicts")
+    verify.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
+    verify.add_argument("--only", nargs="+", metavar="ID", help="run only these claim ids")
+    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from proofs_check import format_markdown, format_table, run_all, write_json
+    from proofs_check.report import write_text
+
+    try:
+        results = run_all(quick=args.quick, only=args.only, progress=not args.no_progress)
+    except ValueError as exc:  # unknown claim ids: the message lists the registered ones
+        print(f"mvm verify: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    if args.json:
+        write_json(results, args.json)
+    if args.markdown:
+        write_text(format_markdown(results), args.markdown)
+    return 0 if all(r.passed for r in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _, function = DERIVE_TOPICS[args.topic]
         print(function(args.latex))
         return 0
+    if args.command == "verify":
+        return _verify(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands
 
 

@@ -1,0 +1,89 @@
+"""Claim checks pass for the package's methods and fail for deliberately wrong ones."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from empirical.optim import NormalizedSGDM
+from mvm.cli import main
+from proofs_check import available_claims, format_markdown, run_all
+from proofs_check.form_equivalence import check_form_equivalence
+from proofs_check.lemma_2_4 import check_lemma_2_4
+from theory.loss_change import LossChangeTerms, lemma_2_4_terms
+
+
+def _by_id(results):
+    return {r.claim_id: r for r in results}
+
+
+def test_form_equivalence_passes() -> None:
+    results = _by_id(check_form_equivalence(quick=True))
+    assert results["form_equivalence"].passed
+    assert results["form_equivalence"].details["relative_move"] > 0.01  # the trajectory went somewhere
+    assert results["form_equivalence.dampening"].passed
+
+
+def test_form_equivalence_fails_for_sgdm_at_gamma_instead_of_eta() -> None:
+    def sgdm_at_gamma(params, eta, beta):
+        return NormalizedSGDM(params, lr=eta * (1 - beta), momentum=beta)
+
+    results = check_form_equivalence(quick=True, method=sgdm_at_gamma)
+    assert not any(r.passed for r in results)
+
+
+def test_lemma_2_4_passes() -> None:
+    results = check_lemma_2_4(quick=True)
+    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
+
+
+def test_lemma_2_4_detects_missing_noise_term() -> None:
+    def without_noise(grad, hess, noise_cov, eta):
+        terms = lemma_2_4_terms(grad, hess, noise_cov, eta)
+        return LossChangeTerms(terms.descent, terms.curvature, 0.0)
+
+    results = _by_id(check_lemma_2_4(quick=True, expansion=without_noise))
+    assert not results["lemma_2_4.residual_order"].passed
+    assert results["lemma_2_4.residual_order"].measured == pytest.approx(2.0, abs=0.2)  # residual is O(eta^2)
+
+
+def test_lemma_2_4_detects_wrong_svag_coefficients() -> None:
+    def wrong(ell):  # r1 + r2 = 1 but r1^2 + r2^2 = (1 + ell) / 2, not ell
+        return (1 + math.sqrt(ell)) / 2, (1 - math.sqrt(ell)) / 2
+
+    assert not _by_id(check_lemma_2_4(quick=True, coefficients=wrong))["lemma_2_4.svag"].passed
+
+
+def test_run_all_rejects_unknown_ids() -> None:
+    with pytest.raises(ValueError, match="registered claims"):
+        run_all(only=["no_such_claim"])
+
+
+def test_registry_lists_claims_in_order() -> None:
+    assert list(available_claims())[:2] == ["form_equivalence", "lemma_2_4"]
+
+
+def test_mvm_verify_writes_reports_and_exit_code(tmp_path, capsys) -> None:
+    json_path, md_path = tmp_path / "r.json", tmp_path / "r.md"
+    code = main(["verify", "--quick", "--only", "lemma_2_4", "--json", str(json_path), "--markdown", str(md_path),
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "lemma_2_4.svag" in out and "3 passed, 0 failed" in out
+    records = json.loads(json_path.read_text())
+    assert [r["claim_id"] for r in records] == ["lemma_2_4.symbolic", "lemma_2_4.residual_order", "lemma_2_4.svag"]
+    assert {"claim_id", "reference", "statement", "predicted", "measured", "ci_low", "ci_high", "passed",
+            "details"} <= set(records[0])  # fmt: skip
+    assert md_path.read_text().startswith("| claim")
+
+
+def test_mvm_verify_unknown_claim_exit_code_2(capsys) -> None:
+    assert main(["verify", "--only", "nope", "--no-progress"]) == 2
+    assert "registered claims" in capsys.readouterr().err
+
+
+def test_markdown_summary_line() -> None:
+    results = check_lemma_2_4(quick=True)
+    assert format_markdown(results).rstrip().endswith("3 passed, 0 failed")
