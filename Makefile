@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(BIN)/mvm derive forms
+	$(BIN)/mvm verify --quick --json results/verification_quick.json --markdown results/verification_quick.md
 
 test: $(STAMP)
 	$(BIN)/ruff check .
