@@ -217,6 +217,19 @@ class SGDM(Method):
         d = self.problem.dim
         x, m = state[:, :d], state[:, d:]
         grad, noise = self.problem._gradient_fn, self.problem._noise_apply_fn
+        constant = self.problem.constant_noise_factor
+        if constant is not None and isinstance(self.eta, float) and isinstance(self.beta, float):
+            # additive noise, constant hyper-parameters: the noise of the whole block is one matrix product
+            beta, keep = self.beta, 1.0 - self.beta
+            kicks = z @ (keep * self.sigma * constant.T)
+            for j in range(z.shape[0]):
+                g = grad(x)
+                g *= keep
+                m *= beta
+                m += g
+                m += kicks[j]
+                x -= self.eta * m
+            return
         for j in range(z.shape[0]):
             k = first_step + j
             beta = _at(self.beta, k)

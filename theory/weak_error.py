@@ -183,7 +183,9 @@ def weak_error(
     table = np.array(rows)  # (K+1, p, 3): mean difference, its variance, the independent-sampling variance
     times = period * np.arange(n_periods + 1)
     if not simulated_b:
-        reference = np.asarray(method_b(times), dtype=np.float64).reshape(times.size, -1)
+        reference = np.asarray(method_b(times), dtype=np.float64)
+        if reference.ndim == 1:
+            reference = reference[:, None]
         if reference.shape != (times.size, p) or not np.all(np.isfinite(reference)):
             raise ValueError(f"the reference must return finite values of shape ({times.size},) or ({times.size}, {p})")
         table[:, :, 0] -= reference
@@ -243,7 +245,7 @@ def fit_weak_order(
     """
     level = _check_level(level)
     eta_arr = np.asarray(etas, dtype=np.float64).reshape(-1)
-    if errors and isinstance(errors[0], WeakErrorResult):
+    if len(errors) and isinstance(errors[0], WeakErrorResult):
         if standard_errors is not None:
             raise ValueError("pass standard_errors only with plain error values")
         standard_errors = [r.standard_error for r in errors]
