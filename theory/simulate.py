@@ -151,8 +151,52 @@ def _check_problem(problem: Problem) -> Problem:
     return problem
 
 
+class _OnProblem(Method):
+    """Shared plumbing of the discrete methods: a :class:`~theory.problems.Problem`, ``eta`` and ``sigma``."""
+
+    problem: Problem
+    eta: float | np.ndarray
+    sigma: float | None
+    _label = ""
+    _reported = ("eta", "sigma")
+
+    def _validate(self) -> None:
+        _check_problem(self.problem)
+        object.__setattr__(self, "eta", _schedule(self.eta, check_learning_rate, "eta (learning rate)"))
+        if getattr(self, "beta", None) is not None:
+            object.__setattr__(self, "beta", _schedule(self.beta, check_momentum, "beta"))
+        object.__setattr__(self, "sigma", _canonical_sigma(self.eta, self.sigma))
+        if getattr(self, "time_scale", None) is not None:
+            object.__setattr__(self, "time_scale", check_learning_rate(self.time_scale, "time_scale"))
+
+    @property
+    def name(self) -> str:
+        return f"{self._label} on {self.problem.name}"
+
+    @property
+    def time_step(self) -> float:
+        scale = getattr(self, "time_scale", None)
+        return scale if scale is not None else _at(self.eta, 0)
+
+    @property
+    def noise_dim(self) -> int:
+        return self.problem.noise_dim
+
+    @property
+    def observed_dim(self) -> int:
+        return self.problem.dim
+
+    def parameters(self) -> dict:
+        values = {name: getattr(self, name) for name in self._reported}
+        return {k: v if not isinstance(v, np.ndarray) else f"schedule[{v.size}]" for k, v in values.items()}
+
+    def steps_available(self) -> int | None:
+        sizes = [getattr(self, k).size for k in ("eta", "beta") if isinstance(getattr(self, k, None), np.ndarray)]
+        return min(sizes) if sizes else None
+
+
 @dataclass(frozen=True, eq=False)
-class SGDM(Method):
+class SGDM(_OnProblem):
     r"""Normalized SGDM (paper eq. (3)) on a :class:`~theory.problems.Problem`, constant or scheduled.
 
     .. math:: m_{k+1}=\beta_km_k+(1-\beta_k)g_k,\qquad x_{k+1}=x_k-\eta_km_{k+1},\qquad
@@ -170,44 +214,16 @@ class SGDM(Method):
     m0: np.ndarray | None = None
     time_scale: float | None = None
 
+    _label = "SGDM"
+    _reported = ("eta", "beta", "sigma")
+
     def __post_init__(self) -> None:
-        _check_problem(self.problem)
-        object.__setattr__(self, "eta", _schedule(self.eta, check_learning_rate, "eta (learning rate)"))
-        object.__setattr__(self, "beta", _schedule(self.beta, check_momentum, "beta"))
-        object.__setattr__(self, "sigma", _canonical_sigma(self.eta, self.sigma))
+        self._validate()
         if self.m0 is not None:
             m0 = np.asarray(self.m0, dtype=np.float64).reshape(-1)
             if m0.shape != (self.problem.dim,) or not np.all(np.isfinite(m0)):
                 raise ValueError(f"m0 must be a finite vector of length {self.problem.dim}")
             object.__setattr__(self, "m0", m0)
-        if self.time_scale is not None:
-            object.__setattr__(self, "time_scale", check_learning_rate(self.time_scale, "time_scale"))
-
-    @property
-    def name(self) -> str:
-        return f"SGDM on {self.problem.name}"
-
-    @property
-    def time_step(self) -> float:
-        return self.time_scale if self.time_scale is not None else _at(self.eta, 0)
-
-    @property
-    def noise_dim(self) -> int:
-        return self.problem.noise_dim
-
-    @property
-    def observed_dim(self) -> int:
-        return self.problem.dim
-
-    def parameters(self) -> dict:
-        def show(v):
-            return v if isinstance(v, float) else f"schedule[{v.size}]"
-
-        return {"eta": show(self.eta), "beta": show(self.beta), "sigma": self.sigma}
-
-    def steps_available(self) -> int | None:
-        sizes = [v.size for v in (self.eta, self.beta) if not isinstance(v, float)]
-        return min(sizes) if sizes else None
 
     def initial_state(self, x0: np.ndarray) -> np.ndarray:
         m0 = np.zeros(self.problem.dim) if self.m0 is None else self.m0
@@ -241,7 +257,7 @@ class SGDM(Method):
 
 
 @dataclass(frozen=True, eq=False)
-class SGD(Method):
+class SGD(_OnProblem):
     r"""SGD :math:`x_{k+1}=x_k-\eta_k\big(\nabla\mathcal L(x_k)+\sigma B(x_k)z_k\big)` (THEORY.md 1.2).
 
     Constant or scheduled :math:`\eta_k`.
@@ -254,35 +270,10 @@ class SGD(Method):
     sigma: float | None = None
     time_scale: float | None = None
 
+    _label = "SGD"
+
     def __post_init__(self) -> None:
-        _check_problem(self.problem)
-        object.__setattr__(self, "eta", _schedule(self.eta, check_learning_rate, "eta (learning rate)"))
-        object.__setattr__(self, "sigma", _canonical_sigma(self.eta, self.sigma))
-        if self.time_scale is not None:
-            object.__setattr__(self, "time_scale", check_learning_rate(self.time_scale, "time_scale"))
-
-    @property
-    def name(self) -> str:
-        return f"SGD on {self.problem.name}"
-
-    @property
-    def time_step(self) -> float:
-        return self.time_scale if self.time_scale is not None else _at(self.eta, 0)
-
-    @property
-    def noise_dim(self) -> int:
-        return self.problem.noise_dim
-
-    @property
-    def observed_dim(self) -> int:
-        return self.problem.dim
-
-    def parameters(self) -> dict:
-        eta = self.eta if isinstance(self.eta, float) else f"schedule[{self.eta.size}]"
-        return {"eta": eta, "sigma": self.sigma}
-
-    def steps_available(self) -> int | None:
-        return None if isinstance(self.eta, float) else self.eta.size
+        self._validate()
 
     def initial_state(self, x0: np.ndarray) -> np.ndarray:
         return np.array(x0, dtype=np.float64, order="C", copy=True)
@@ -304,7 +295,7 @@ class SGD(Method):
 
 
 @dataclass(frozen=True, eq=False)
-class SVAG(Method):
+class SVAG(_OnProblem):
     r"""SVAG (Definition 5.1; THEORY.md 6.1), optionally with momentum (THEORY.md 6.5, :math:`\beta` fixed).
 
     .. math:: g^{\rm SVAG}=r_1\big(\nabla\mathcal L+\sigma Bz^{(1)}\big)+r_2\big(\nabla\mathcal L+\sigma Bz^{(2)}\big),
@@ -323,11 +314,12 @@ class SVAG(Method):
     sigma: float | None = None
     beta: float = 0.0
 
+    _reported = ("eta", "ell", "sigma", "beta")
+
     def __post_init__(self) -> None:
-        _check_problem(self.problem)
-        object.__setattr__(self, "eta", check_learning_rate(self.eta, "eta (learning rate)"))
-        object.__setattr__(self, "beta", check_momentum(self.beta))
-        object.__setattr__(self, "sigma", _canonical_sigma(self.eta, self.sigma))
+        self._validate()
+        if not isinstance(self.eta, float) or not isinstance(self.beta, float):
+            raise ValueError("SVAG takes a constant eta and beta (schedules: use SGDM with eta / ell)")
         svag_coefficients(self.ell)  # validates ell
 
     @property
@@ -337,17 +329,6 @@ class SVAG(Method):
     @property
     def time_step(self) -> float:
         return self.eta / self.ell
-
-    @property
-    def noise_dim(self) -> int:
-        return self.problem.noise_dim
-
-    @property
-    def observed_dim(self) -> int:
-        return self.problem.dim
-
-    def parameters(self) -> dict:
-        return {"eta": self.eta, "ell": self.ell, "sigma": self.sigma, "beta": self.beta}
 
     def initial_state(self, x0: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate([x0, np.zeros_like(x0)], axis=1))

@@ -8,6 +8,7 @@ import sympy as sp
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.theory.monte_carlo import covariance_z_scores, mean_z_scores
 from theory.problems import (
     Problem,
     double_well_2d,
@@ -96,26 +97,19 @@ def _sample_example_gradients(a_cov, w_star, s, w, n, rng):
     return a * (a @ w - y)[:, None]
 
 
-def _covariance_z_scores(samples: np.ndarray, claimed: np.ndarray) -> np.ndarray:
-    centred = samples - samples.mean(axis=0)
-    products = centred[:, :, None] * centred[:, None, :]
-    se = products.std(axis=0, ddof=1) / np.sqrt(samples.shape[0])
-    return (products.mean(axis=0) - claimed) / se
-
-
 def test_linear_regression_noise_covariance_matches_sampled_examples() -> None:
     a_cov, w_star, s = np.array([[1.0, 0.3], [0.3, 2.0]]), np.array([1.0, -1.0]), 0.5
     problem = linear_regression(a_cov, w_star, s)
     w = np.array([0.2, 0.4])
     samples = _sample_example_gradients(a_cov, w_star, s, w, 400_000, np.random.default_rng(2))
-    mean_z = (samples.mean(axis=0) - problem.gradient(w[None])[0]) / (samples.std(axis=0) / np.sqrt(len(samples)))
+    mean_z = mean_z_scores(samples, problem.gradient(w[None])[0])
     assert np.all(np.abs(mean_z) < 4)
     claimed = problem.noise_covariance(w[None])[0]
-    assert np.all(np.abs(_covariance_z_scores(samples, claimed)) < 4)
+    assert np.all(np.abs(covariance_z_scores(samples, claimed)) < 4)
     # the same check rejects the covariance without the Isserlis term A u u^T A
     u = w - w_star
     wrong = claimed - np.outer(a_cov @ u, a_cov @ u)
-    assert np.max(np.abs(_covariance_z_scores(samples, wrong))) > 10
+    assert np.max(np.abs(covariance_z_scores(samples, wrong))) > 10
 
 
 def test_linear_regression_loss_is_population_risk() -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from tests.theory.monte_carlo import covariance_z_scores, mean_z_scores, sgdm_transition
 from theory.integrators import EulerMaruyama
 from theory.problems import log_cosh_well, noisy_quadratic, quartic_well
 from theory.sde import sgd_sde
@@ -139,24 +140,6 @@ def test_svag_step_is_unbiased_with_covariance_ell_sigma_squared() -> None:
 # --- quadratic oracles from first principles ---------------------------------------------------------------
 
 
-def sgdm_transition(hessian: np.ndarray, noise_cov: np.ndarray, eta: float, beta: float):
-    """(x, m) -> (x', m') of paper eq. (3) on L = x^T H x / 2: z' = F z + N xi, Cov(xi) = noise_cov."""
-    d = hessian.shape[0]
-    eye = np.eye(d)
-    m_row = np.hstack([(1 - beta) * hessian, beta * eye])
-    x_row = np.hstack([eye, np.zeros((d, d))]) - eta * m_row
-    transition = np.vstack([x_row, m_row])
-    kick = np.vstack([-eta * (1 - beta) * eye, (1 - beta) * eye])
-    return transition, kick @ noise_cov @ kick.T
-
-
-def covariance_z_scores(samples: np.ndarray, exact: np.ndarray) -> np.ndarray:
-    centred = samples - samples.mean(axis=0)
-    products = centred[:, :, None] * centred[:, None, :]
-    se = products.std(axis=0, ddof=1) / math.sqrt(samples.shape[0])
-    return (products.mean(axis=0) - exact) / se
-
-
 def test_sgd_and_sgdm_stationary_variance_1d_match_exact_formulas() -> None:
     """THEORY.md 5.4 (oracle 6, 9): SGD eta s^2/(h(2-eta h)); normalized SGDM eta s^2 (1+b)/(h(2(1+b)-eta h(1-b)))."""
     h, s, eta, beta, n = 1.0, 1.0, 0.5, 0.5, 40_000
@@ -185,7 +168,7 @@ def test_sgdm_2d_transient_and_stationary_covariance_match_lyapunov() -> None:
         mean, cov = transition @ mean, transition @ cov @ transition.T + kick
         if k in (5, 20, 300):
             x = result.values[k // 5]
-            mean_z = (x.mean(axis=0) - mean[:2]) / (x.std(axis=0, ddof=1) / math.sqrt(n))
+            mean_z = mean_z_scores(x, mean[:2])
             assert np.all(np.abs(mean_z) < 4), (k, mean_z)
             assert np.all(np.abs(covariance_z_scores(x, cov[:2, :2])) < 4), k
     stationary = scipy.linalg.solve_discrete_lyapunov(transition, kick)[:2, :2]

@@ -6,11 +6,10 @@ errors (the standard error of each sample covariance entry is estimated from the
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
+from tests.theory.monte_carlo import covariance_z_scores, mean_z_scores, sgdm_transition
 from theory.problems import noisy_quadratic
 from theory.simulate import SGDM, simulate
 
@@ -21,24 +20,14 @@ NOISE = np.array([[1.0, -0.3], [-0.3, 0.4]])
 N_PATHS = 20_000
 
 
-def covariance_z_scores(samples: np.ndarray, exact: np.ndarray) -> np.ndarray:
-    centred = samples - samples.mean(axis=0)
-    products = centred[:, :, None] * centred[:, None, :]
-    se = products.std(axis=0, ddof=1) / math.sqrt(samples.shape[0])
-    return (products.mean(axis=0) - exact) / se
-
-
 def exact_moments(eta: float, beta: float, x0: np.ndarray, steps: int):
     """Mean and covariance of x_k for k = 0..steps by the exact (x, m) second-moment recursion of paper eq. (3)."""
     d = x0.size
-    eye = np.eye(d)
-    m_row = np.hstack([(1 - beta) * HESSIAN, beta * eye])
-    transition = np.vstack([np.hstack([eye, np.zeros((d, d))]) - eta * m_row, m_row])
-    kick = np.vstack([-eta * (1 - beta) * eye, (1 - beta) * eye])
+    transition, kick = sgdm_transition(HESSIAN, NOISE, eta, beta)
     mean, cov = np.concatenate([x0, np.zeros(d)]), np.zeros((2 * d, 2 * d))
     out = [(mean[:d].copy(), cov[:d, :d].copy())]
     for _ in range(steps):
-        mean, cov = transition @ mean, transition @ cov @ transition.T + kick @ NOISE @ kick.T
+        mean, cov = transition @ mean, transition @ cov @ transition.T + kick
         out.append((mean[:d].copy(), cov[:d, :d].copy()))
     return out
 
@@ -61,7 +50,7 @@ def test_simulated_transient_moments_match_the_exact_recursion_and_its_limit() -
     for k in (4, 12, 40, 400):
         x = result.values[k // 4]
         mean, cov = moments[k]
-        mean_z = (x.mean(axis=0) - mean) / (x.std(axis=0, ddof=1) / math.sqrt(N_PATHS))
+        mean_z = mean_z_scores(x, mean)
         assert np.all(np.abs(mean_z) < 4), (k, mean_z)
         assert np.all(np.abs(covariance_z_scores(x, cov)) < 4), k
     np.testing.assert_allclose(moments[-1][1], quadratic.stationary_covariance(HESSIAN, NOISE, eta, beta), atol=1e-9)
