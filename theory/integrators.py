@@ -17,8 +17,8 @@ standard normal :math:`z` and uses the Brownian increment :math:`\Delta W=\sqrt\
       +\tfrac12\sum_j\big(L^0b^j+L^ja\big)\Delta W^j\Delta
       +\tfrac12\sum_{j_1,j_2}L^{j_1}b^{j_2}\big(\Delta W^{j_1}\Delta W^{j_2}-\delta_{j_1j_2}\Delta\big),
 
-  :math:`L^0=a\cdot\nabla+\tfrac12\sum_jb^{j\top}\nabla^2b^j`-type generator, :math:`L^j=b^j\cdot\nabla`;
-  all derivatives derived with SymPy.
+  with :math:`L^0=a\cdot\nabla+\tfrac12\sum_{k,l}(GG^\top)_{kl}\partial_k\partial_l` and :math:`L^j=b^j\cdot\nabla`
+  (:math:`b^j` the :math:`j`-th column of :math:`G`); all derivatives derived with SymPy.
 * :class:`ExactLinear` — exact transition of :math:`dY=(AY+a)dt+G\,dW`: :math:`Y_{k+1}=e^{A\Delta}Y_k+c+\xi_k`,
   :math:`\xi_k\sim N(0,Q)` with :math:`Q=\int_0^\Delta e^{As}GG^\top e^{A^\top s}ds` by Van Loan's block
   exponential.  :math:`\xi_k` is sampled **conditionally on the Brownian increment** of the step,

@@ -25,6 +25,11 @@ Two derivations turn moments into an SDE :math:`dY=b(Y)\,dt+G(Y)\,dW`, :math:`GG
   with the gradient taken at :math:`x=y+\frac{\eta\beta}{1-\beta}m`; the gap has size
   :math:`\eta^{(1-\alpha)/2}\to0` (the rate of Theorem 3.5), so the limit is the SGD SDE.
 
+Sign convention: the numerical diffusion factor is the noise slope of the discrete step per
+:math:`\sqrt h` (for SGD :math:`G=-\sqrt\eta\,\sigma B`), so that the Brownian increment of a step *is*
+:math:`\sqrt h\,z` for the same normal :math:`z` that drives the discrete method; in law this is the
+:math:`+\sqrt\eta\,\sigma\Sigma^{1/2}dW` of THEORY.md (only :math:`GG^\top` enters the law).
+
 Numerical SDE objects (:class:`SDE`) are built from these symbolic forms for a concrete
 :class:`~theory.problems.Problem` by :func:`sgd_sde`, :func:`sgdm_sde`, :func:`svag_sde`; :func:`linear_sde`
 builds an Ornstein–Uhlenbeck process from matrices directly.
@@ -371,9 +376,13 @@ class SDE:
         """:math:`b(y)` for ``y`` of shape ``(N, n)``."""
         return self._drift_fn(y)
 
+    @cached_property
+    def _diffusion_fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        return vectorize_expressions(self.diffusion, self.symbols)
+
     def diffusion_at(self, y: np.ndarray) -> np.ndarray:
         """:math:`G(y)`, shape ``(N, n, r)``."""
-        return vectorize_expressions(self.diffusion, self.symbols)(y)
+        return self._diffusion_fn(y)
 
     def apply_diffusion(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
         """:math:`G(y)w` row by row, ``w`` of shape ``(N, r)``."""

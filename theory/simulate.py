@@ -395,7 +395,12 @@ def _step_ratios(methods: Sequence[Method]) -> tuple[float, list[int]]:
 
 
 def _initial_points(x0: np.ndarray | Sequence[float] | float, n_paths: int, dim: int) -> np.ndarray:
-    x0 = np.asarray(x0, dtype=np.float64)
+    if np.iscomplexobj(x0):
+        raise ValueError("x0 must be real (float64), got a complex array")
+    try:
+        x0 = np.asarray(x0, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"x0 must be an array of real numbers, got {x0!r}") from exc
     if x0.ndim <= 1:
         x0 = x0.reshape(-1)
         if x0.shape != (dim,):
