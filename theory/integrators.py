@@ -100,23 +100,39 @@ class EulerMaruyama(_Integrator):
 
     @cached_property
     def _linear_plan(self):
+        r"""How to run a linear SDE: ``("noise", M, S)`` in noise coordinates, or ``("kicks", M, S, shift)``.
+
+        Rows evolve as :math:`y_{k+1}=y_kM+z_kS+\Delta a` with :math:`M=I+\Delta A^\top`,
+        :math:`S=\sqrt\Delta\,G^\top` (vectors instead of matrices when diagonal).  When :math:`a=0` and
+        :math:`S` is square and well conditioned, :math:`u=yS^{-1}` obeys :math:`u_{k+1}=u_k(SMS^{-1})+z_k`: the
+        normals are added as drawn, with no pass to scale them (the loop touches each normal once).
+        """
         linear = self.sde.linear_coefficients
         if linear is None:
             return None
         a_mat, offset, g_mat = linear
+        n = a_mat.shape[0]
         root = math.sqrt(self.dt)
-        if _is_diagonal(a_mat):
-            propagator = 1.0 + self.dt * np.diag(a_mat)
+        diagonal = _is_diagonal(a_mat) and _is_diagonal(g_mat)
+        if diagonal:
+            propagator, noise = 1.0 + self.dt * np.diag(a_mat), root * np.diag(g_mat)
         else:
-            propagator = np.eye(a_mat.shape[0]) + self.dt * a_mat.T
-        noise = root * np.diag(g_mat) if _is_diagonal(g_mat) else root * g_mat.T
-        shift = self.dt * offset if np.any(offset) else None
-        return propagator, noise, shift
+            propagator, noise = np.eye(n) + self.dt * a_mat.T, root * g_mat.T
+        if not np.any(offset) and g_mat.shape == (n, n):
+            if diagonal and np.all(noise != 0):
+                return "noise", propagator, noise
+            if not diagonal and np.linalg.cond(noise) < 1e6:
+                inverse = np.linalg.inv(noise)
+                return "noise", noise @ propagator @ inverse, (inverse, noise)
+        return "kicks", propagator, noise, (self.dt * offset if np.any(offset) else None)
 
     def advance(self, state, z, first_step, aux, owns_noise) -> None:
         plan = self._linear_plan
         if plan is not None:
-            self._advance_linear(state, z, owns_noise, *plan)
+            if plan[0] == "noise":
+                self._advance_in_noise_coordinates(state, z, *plan[1:])
+            else:
+                self._advance_linear(state, z, owns_noise, *plan[1:])
             return
         dt, root = self.dt, math.sqrt(self.dt)
         constant = self.sde.constant_diffusion
@@ -132,6 +148,23 @@ class EulerMaruyama(_Integrator):
             increment *= root
             increment += dt * drift(state)
             state += increment
+
+    @staticmethod
+    def _advance_in_noise_coordinates(state, z, propagator, noise) -> None:
+        if propagator.ndim == 1:
+            state /= noise
+            for j in range(z.shape[0]):
+                state *= propagator
+                state += z[j]
+            state *= noise
+            return
+        inverse, forward = noise
+        state[...] = state @ inverse
+        scratch = np.empty_like(state)
+        for j in range(z.shape[0]):
+            np.matmul(state, propagator, out=scratch)
+            np.add(scratch, z[j], out=state)
+        state[...] = state @ forward
 
     @staticmethod
     def _advance_linear(state, z, owns_noise, propagator, noise, shift) -> None:

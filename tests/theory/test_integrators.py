@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 
+from tests.theory.monte_carlo import recorded_normals
 from theory.integrators import EulerMaruyama, ExactLinear, WeakOrder2, linear_transition
 from theory.problems import linear_regression, log_cosh_well
 from theory.sde import linear_sde, sgd_sde, sgdm_sde
@@ -103,6 +104,20 @@ def test_em_generic_path_equals_linear_fast_path() -> None:
     a = simulate(generic, [1.0], 40, 50, seed=2).values[-1]
     b = simulate(linear, [1.0], 40, 50, seed=2).values[-1]
     np.testing.assert_allclose(a, b, atol=1e-6)  # differs only by the O(a^2 x^3) = 1e-6 cubic term
+
+
+@pytest.mark.parametrize("offset", [None, [0.3, -0.2]])
+def test_linear_fast_paths_are_euler_maruyama_on_the_recorded_normals(offset) -> None:
+    """Full drift and diffusion matrices: noise coordinates (no offset) and block kicks (offset) are both EM."""
+    a_mat = np.array([[-1.0, 0.4], [-0.2, -0.5]])
+    g_mat = np.array([[0.6, 0.1], [-0.3, 0.8]])
+    method = EulerMaruyama(linear_sde(a_mat, g_mat, offset=offset), 0.05)
+    xs, z = recorded_normals(method, 25, 6, seed=4, x0=(1.0, -0.5))
+    y = np.tile([1.0, -0.5], (6, 1))
+    shift = np.zeros(2) if offset is None else np.asarray(offset)
+    for k in range(25):
+        y = y + 0.05 * (y @ a_mat.T + shift) + math.sqrt(0.05) * z[k] @ g_mat.T
+        np.testing.assert_allclose(xs[k + 1], y, rtol=1e-12, atol=1e-13)
 
 
 def test_underdamped_sde_integrates_with_zero_initial_momentum() -> None:

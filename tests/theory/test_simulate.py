@@ -8,59 +8,16 @@ Quadratic oracles are computed here from first principles (exact second-moment r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import scipy.linalg
 
-from tests.theory.monte_carlo import covariance_z_scores, mean_z_scores, sgdm_transition
+from tests.theory.monte_carlo import covariance_z_scores, mean_z_scores, recorded_normals, sgdm_transition
 from theory.integrators import EulerMaruyama
 from theory.problems import log_cosh_well, noisy_quadratic, quartic_well
 from theory.sde import sgd_sde
-from theory.simulate import SGD, SGDM, SVAG, DivergenceError, Method, run_lockstep, simulate
-
-
-@dataclass(frozen=True, eq=False)
-class BrownianRecorder(Method):
-    """Test double: its state is the running sum of the normals it receives (the Brownian path / sqrt(dt))."""
-
-    dt: float
-    dim: int = 1
-
-    name = "recorder"
-
-    @property
-    def time_step(self) -> float:
-        return self.dt
-
-    @property
-    def noise_dim(self) -> int:
-        return self.dim
-
-    @property
-    def observed_dim(self) -> int:
-        return self.dim
-
-    def initial_state(self, x0):
-        return np.zeros_like(x0)
-
-    def advance(self, state, z, first_step, aux, owns_noise) -> None:
-        state += z.sum(axis=0)
-
-
-def recorded_normals(method: Method, n_steps: int, n_paths: int, seed: int, x0=(0.5,), ratio: int = 1):
-    """Path of ``method`` and the normals it saw, one per step, from a lockstep run with a recorder.
-
-    The recorder steps ``ratio`` times finer; the method's normal is then the normalised sum of ``ratio`` of its
-    normals.  With ``ratio=1`` the draws are those of a plain ``simulate(method, ...)`` with the same seed.
-    """
-    recorder = BrownianRecorder(method.time_step / ratio, dim=method.noise_dim)
-    xs, sums = [], []
-    for _, _, (x, w) in run_lockstep([method, recorder], x0, n_steps, n_paths, seed):
-        xs.append(x.copy())
-        sums.append(w.copy())
-    return np.stack(xs), np.diff(np.stack(sums), axis=0) / math.sqrt(ratio)
+from theory.simulate import SGD, SGDM, SVAG, DivergenceError, run_lockstep, simulate
 
 
 def test_sgdm_matches_a_plain_loop_on_the_same_normals_with_schedules() -> None:
