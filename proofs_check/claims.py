@@ -1,5 +1,5 @@
 """Imports every claim module, in the order of DESIGN.md section 5, so that each registers itself."""
 
-from proofs_check import form_equivalence, lemma_2_4
+from proofs_check import coupling, form_equivalence, lemma_2_4, svag, theorem_3_5
 
-__all__ = ["form_equivalence", "lemma_2_4"]
+__all__ = ["coupling", "form_equivalence", "lemma_2_4", "svag", "theorem_3_5"]

@@ -99,6 +99,6 @@ def check_form_equivalence(
     return [trajectory, dampening]
 
 
-@register("form_equivalence", REFERENCE, STATEMENT)
+@register("form_equivalence", 1, REFERENCE, STATEMENT)
 def _claim(quick: bool) -> list[ClaimResult]:
     return check_form_equivalence(quick)

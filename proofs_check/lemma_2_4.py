@@ -157,6 +157,6 @@ def check_lemma_2_4(
     return results
 
 
-@register("lemma_2_4", REFERENCE, STATEMENT)
+@register("lemma_2_4", 5, REFERENCE, STATEMENT)
 def _claim(quick: bool) -> list[ClaimResult]:
     return check_lemma_2_4(quick)

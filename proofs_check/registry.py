@@ -18,6 +18,7 @@ class Claim:
     """A registered check: ``check(quick)`` returns one result per measured sub-claim."""
 
     claim_id: str
+    number: int
     reference: str
     statement: str
     check: CheckFunction
@@ -26,23 +27,26 @@ class Claim:
 _REGISTRY: dict[str, Claim] = {}
 
 
-def register(claim_id: str, reference: str, statement: str) -> Callable[[CheckFunction], CheckFunction]:
-    """Decorator adding ``check(quick) -> list[ClaimResult]`` to the registry under ``claim_id``."""
+def register(claim_id: str, number: int, reference: str, statement: str) -> Callable[[CheckFunction], CheckFunction]:
+    """Decorator adding ``check(quick) -> list[ClaimResult]`` under ``claim_id``.
+
+    ``number`` is the claim's number in DESIGN.md section 5; reports list claims in that order.
+    """
 
     def decorate(check: CheckFunction) -> CheckFunction:
         if claim_id in _REGISTRY:
             raise ValueError(f"claim {claim_id!r} is registered twice")
-        _REGISTRY[claim_id] = Claim(claim_id, reference, statement, check)
+        _REGISTRY[claim_id] = Claim(claim_id, number, reference, statement, check)
         return check
 
     return decorate
 
 
 def available_claims() -> dict[str, Claim]:
-    """Registered claims in registration order (the order of DESIGN.md section 5)."""
+    """Registered claims, ordered by their number in DESIGN.md section 5."""
     import proofs_check.claims  # noqa: F401  (registers every claim module)
 
-    return dict(_REGISTRY)
+    return {c.claim_id: c for c in sorted(_REGISTRY.values(), key=lambda c: c.number)}
 
 
 def run_all(quick: bool = True, only: Sequence[str] | None = None, progress: bool = False) -> list[ClaimResult]:

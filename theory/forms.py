@@ -31,6 +31,7 @@ import sympy as sp
 
 __all__ = [
     "Proof",
+    "Step",
     "all_proofs",
     "dampening_first_step_gap",
     "format_proofs",

@@ -10,9 +10,13 @@ import pytest
 from empirical.optim import NormalizedSGDM
 from mvm.cli import main
 from proofs_check import available_claims, format_markdown, run_all
+from proofs_check.coupling import check_coupling
 from proofs_check.form_equivalence import check_form_equivalence
 from proofs_check.lemma_2_4 import check_lemma_2_4
+from proofs_check.svag import check_svag
+from proofs_check.theorem_3_5 import check_theorem_3_5
 from theory.loss_change import LossChangeTerms, lemma_2_4_terms
+from theory.simulate import SGD, SGDM
 
 
 def _by_id(results):
@@ -62,7 +66,7 @@ def test_run_all_rejects_unknown_ids() -> None:
 
 
 def test_registry_lists_claims_in_order() -> None:
-    assert list(available_claims())[:2] == ["form_equivalence", "lemma_2_4"]
+    assert list(available_claims())[:3] == ["form_equivalence", "coupling", "theorem_3_5"]
 
 
 def test_mvm_verify_writes_reports_and_exit_code(tmp_path, capsys) -> None:
@@ -87,3 +91,49 @@ def test_mvm_verify_unknown_claim_exit_code_2(capsys) -> None:
 def test_markdown_summary_line() -> None:
     results = check_lemma_2_4(quick=True)
     assert format_markdown(results).rstrip().endswith("3 passed, 0 failed")
+
+
+def _sgdm_at_gamma(problem, eta, beta):
+    # A deliberately wrong method: SGDM run at the PyTorch learning rate gamma = eta (1 - beta) instead of
+    # eta, observed on the same time grid as SGD at eta.
+    return SGDM(problem, eta * (1 - beta), beta=beta, time_scale=eta)
+
+
+def test_theorem_3_5_passes_for_eq3() -> None:
+    results = check_theorem_3_5(quick=True)
+    assert all(r.passed for r in results), [(r.claim_id, r.measured, r.ci_low, r.ci_high) for r in results]
+
+
+def test_theorem_3_5_fails_for_sgdm_at_gamma() -> None:
+    results = _by_id(check_theorem_3_5(quick=True, method=_sgdm_at_gamma))
+    for alpha in ("0", "0.25", "0.5"):
+        assert not results[f"theorem_3_5.alpha={alpha}"].passed
+
+
+def test_coupling_passes() -> None:
+    results = check_coupling(quick=True)
+    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
+
+
+def test_coupling_identity_fails_for_a_wrong_update_rule() -> None:
+    def buffer_after_parameter(x, m, g, eta, beta):
+        return x - eta * m, beta * m + (1 - beta) * g
+
+    assert not _by_id(check_coupling(quick=True, step=buffer_after_parameter))["coupling.identity"].passed
+
+
+def test_svag_passes() -> None:
+    results = check_svag(quick=True)
+    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
+
+
+def test_svag_fails_for_wrong_coefficients_and_for_plain_sgd() -> None:
+    def wrong(ell):
+        return (1 + math.sqrt(ell)) / 2, (1 - math.sqrt(ell)) / 2
+
+    def plain_sgd(problem, eta, ell):  # no variance amplification, no learning-rate reduction
+        return SGD(problem, eta, time_scale=eta / ell)
+
+    results = _by_id(check_svag(quick=True, coefficients=wrong, svag_method=plain_sgd))
+    assert not any(results[f"svag.moments.ell={ell}"].passed for ell in (2, 4, 8))
+    assert not results["svag.weak_order"].passed
