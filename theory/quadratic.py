@@ -24,7 +24,7 @@ No SymPy here: the numeric code is plain NumPy/SciPy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
@@ -353,7 +353,7 @@ def rotate_to_eigenbasis(H: np.ndarray, Sigma: np.ndarray, noise_factor: np.ndar
     return Eigenbasis(eigenvalues, eigenvectors, rotated)
 
 
-def stationary_pair_factors(h_i, h_j, eta, beta):
+def stationary_pair_factors(h_i: Any, h_j: Any, eta: Any, beta: Any) -> tuple[Any, Any, Any]:
     r"""Stationary cross-moments of eigen-directions :math:`i,j` of normalized SGDM per unit rotated noise.
 
     For paper eq. (3) on :math:`g=Hx+\xi` the eigen-coordinates obey

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from fractions import Fraction
 
 import numpy as np
@@ -348,12 +347,13 @@ def test_oracle_19_sgd_transient_risk_equals_iterated_recursion() -> None:
 
 
 def test_derivations_are_cached() -> None:
-    qs.stationary_series("sgdm", 4)
-    start = time.perf_counter()
+    """A repeated derivation is a cache hit returning the same object (no timing assertion: counts are exact)."""
     first = qs.stationary_series("sgdm", 4)
+    hits = qs.stationary_series.cache_info().hits
     assert qs.stationary_series("sgdm", 4) is first
+    assert qs.stationary_series.cache_info().hits == hits + 1
     assert qs.derive_stability("nesterov") is qs.derive_stability("nesterov")
-    assert time.perf_counter() - start < 0.05
+    assert qs.stationary_pair_symbolic("normalized") is qs.stationary_pair_symbolic("normalized")
 
 
 def test_format_functions() -> None:
