@@ -2,7 +2,8 @@
 
 Subcommands exist only once they do real work:
 
-* ``mvm derive TOPIC [--latex]`` prints derived formulas (topics in :data:`DERIVE_TOPICS`).
+* ``mvm derive TOPIC [--latex] [--order N] [--form FORM]`` prints derived formulas (topics in
+  :data:`DERIVE_TOPICS`; the options a topic accepts are in :data:`DERIVE_TOPIC_OPTIONS`).
 * ``mvm verify [--quick] [--json PATH] [--markdown PATH] [--only ID ...]`` runs the claim checks of
   :mod:`proofs_check`, prints the table and exits non-zero when a claim fails.
 """
@@ -20,10 +21,42 @@ def _derive_forms(latex: bool) -> str:
     return format_proofs(latex=latex)
 
 
-#: ``mvm derive`` topics: name -> (one-line help, function(latex) -> text).
-DERIVE_TOPICS: dict[str, tuple[str, Callable[[bool], str]]] = {
+def _derive_stationary(latex: bool) -> str:
+    from theory.quadratic_symbolic import format_stationary
+
+    return format_stationary(latex=latex)
+
+
+def _derive_series(latex: bool, order: int = 3) -> str:
+    from theory.quadratic_symbolic import format_series
+
+    return format_series(latex=latex, order=order)
+
+
+def _derive_stability(latex: bool) -> str:
+    from theory.quadratic_symbolic import format_stability
+
+    return format_stability(latex=latex)
+
+
+def _derive_transition(latex: bool, form: str | None = None) -> str:
+    from theory.quadratic_symbolic import format_transition
+
+    return format_transition(latex=latex, form=form)
+
+
+#: ``mvm derive`` topics: name -> (one-line help, function(latex, **options) -> text).
+DERIVE_TOPICS: dict[str, tuple[str, Callable[..., str]]] = {
     "forms": ("parameterisations, effective learning rate, coupling identity (symbolic proofs)", _derive_forms),
+    "stationary": ("exact stationary variances of SGD, SGDM, SMEs; eigenbasis pair formula", _derive_stationary),
+    "series": ("series in eta of the stationary variances and their gaps (--order N)", _derive_series),
+    "stability": ("characteristic polynomials and stability thresholds in eta*h (Jury)", _derive_stability),
+    "transition": ("transition matrices of SGD, eq. (3), PyTorch, Polyak, Nesterov (--form F)", _derive_transition),
 }
+#: Options of ``mvm derive`` that a topic accepts (others reject them).
+DERIVE_TOPIC_OPTIONS: dict[str, tuple[str, ...]] = {"series": ("order",), "transition": ("form",)}
+#: Forms accepted by ``mvm derive transition --form`` (those of :func:`theory.quadratic.transition_matrix`).
+TRANSITION_FORMS = ("sgd", "normalized", "pytorch", "polyak", "nesterov", "pytorch_nesterov")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{name}: {text}" for name, (text, _) in sorted(DERIVE_TOPICS.items())),
     )
     derive.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    derive.add_argument("--order", type=int, help="series: highest power of eta kept (default 3)")
+    derive.add_argument("--form", choices=TRANSITION_FORMS, help="transition: only this form (default all)")
 
     verify = commands.add_parser("verify", help="check the paper's claims: predicted vs measured, with verdicts")
     verify.add_argument("--quick", action="store_true", help="CI-sized checks (minutes on 2 CPU cores)")
@@ -67,10 +102,17 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "derive":
         _, function = DERIVE_TOPICS[args.topic]
-        print(function(args.latex))
+        options = {name: getattr(args, name) for name in ("order", "form") if getattr(args, name) is not None}
+        rejected = sorted(set(options) - set(DERIVE_TOPIC_OPTIONS.get(args.topic, ())))
+        if rejected:
+            parser.error(f"topic {args.topic!r} does not take --{', --'.join(rejected)}")
+        if "order" in options and options["order"] < 1:
+            parser.error(f"--order must be >= 1, got {options['order']}")
+        print(function(args.latex, **options))
         return 0
     if args.command == "verify":
         return _verify(args)
