@@ -14,7 +14,16 @@ from proofs_check.result import ClaimResult
 
 __all__ = ["format_markdown", "format_table", "write_json", "write_text"]
 
-_HEADERS = ["claim", "paper result", "predicted", "measured", "95% CI", "verdict", "criterion", "time [s]"]
+_HEADERS = [
+    "claim",
+    "paper result",
+    "predicted",
+    "measured",
+    "interval (see criterion)",
+    "verdict",
+    "criterion",
+    "time [s]",
+]
 
 
 def _rows(results: Sequence[ClaimResult]) -> list[list[str]]:

@@ -13,9 +13,12 @@ from proofs_check import available_claims, format_markdown, run_all
 from proofs_check.coupling import check_coupling
 from proofs_check.form_equivalence import check_form_equivalence
 from proofs_check.lemma_2_4 import check_lemma_2_4
+from proofs_check.momentum_matters import check_momentum_matters
+from proofs_check.same_sde import check_same_sde
 from proofs_check.svag import check_svag
 from proofs_check.theorem_3_5 import check_theorem_3_5
 from theory.loss_change import LossChangeTerms, lemma_2_4_terms
+from theory.quadratic import stationary_covariance
 from theory.simulate import SGD, SGDM
 
 
@@ -137,3 +140,30 @@ def test_svag_fails_for_wrong_coefficients_and_for_plain_sgd() -> None:
     results = _by_id(check_svag(quick=True, coefficients=wrong, svag_method=plain_sgd))
     assert not any(results[f"svag.moments.ell={ell}"].passed for ell in (2, 4, 8))
     assert not results["svag.weak_order"].passed
+
+
+def test_same_sde_passes_and_fails_for_sgdm_at_gamma() -> None:
+    assert all(r.passed for r in check_same_sde(quick=True))
+
+    def covariance_at_gamma(hessian, noise, eta, beta):
+        return stationary_covariance(hessian, noise, eta * (1 - beta) if beta else eta, beta)
+
+    results = _by_id(check_same_sde(quick=True, method=_sgdm_at_gamma, covariance=covariance_at_gamma))
+    assert not results["same_sde.weak.sgdm"].passed
+    assert not results["same_sde.stationary.order"].passed
+    assert not results["same_sde.stationary.coefficient"].passed
+
+
+def test_momentum_matters_passes() -> None:
+    results = check_momentum_matters(quick=True)
+    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
+
+
+def test_momentum_matters_fails_for_wrong_methods() -> None:
+    def unnormalized_step(x, m, g, eta, beta):  # drops the (1 - beta) of eq. (3)
+        m_next = beta * m + g
+        return x - eta * m_next, m_next
+
+    results = _by_id(check_momentum_matters(quick=True, method=_sgdm_at_gamma, heavy_ball_step=unnormalized_step))
+    assert not results["momentum_matters.stability.heavy_ball"].passed
+    assert not results["momentum_matters.regime.eta_h=1.9"].passed
