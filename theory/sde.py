@@ -468,6 +468,9 @@ def _svag_forms(problem: Problem) -> DerivedSDE:
     return derived
 
 
+_coupled_limit = cache(derive_coupled_limit)
+
+
 @cache
 def _sgdm_forms(problem: Problem, alpha: sp.Rational) -> tuple[sp.ImmutableMatrix, sp.ImmutableMatrix]:
     derived = derive_limit_sde(sgdm_increment(problem, alpha))
@@ -503,7 +506,7 @@ def sgdm_sde(
     sigma_value = _canonical_sigma(eta_value, sigma_value)
     alpha_sym = sp.nsimplify(alpha_value)
     if alpha_sym < 1:
-        derive_coupled_limit(problem, alpha_sym)  # the derivation that licenses the SGD SDE
+        _coupled_limit(problem, alpha_sym)  # the derivation that licenses the SGD SDE
         sde = sgd_sde(problem, eta_value, sigma_value, order=1)
         params = {**sde.parameters, "alpha": alpha_value, "c": c}
         return SDE(
