@@ -1,5 +1,23 @@
 """Imports every claim module so that each registers itself (reports order them by DESIGN.md number)."""
 
-from proofs_check import coupling, form_equivalence, lemma_2_4, momentum_matters, same_sde, svag, theorem_3_5
+from proofs_check import (
+    coupling,
+    form_equivalence,
+    lemma_2_4,
+    momentum_matters,
+    same_sde,
+    svag,
+    theorem_3_5,
+    theorem_4_5,
+)
 
-__all__ = ["coupling", "form_equivalence", "lemma_2_4", "momentum_matters", "same_sde", "svag", "theorem_3_5"]
+__all__ = [
+    "coupling",
+    "form_equivalence",
+    "lemma_2_4",
+    "momentum_matters",
+    "same_sde",
+    "svag",
+    "theorem_3_5",
+    "theorem_4_5",
+]

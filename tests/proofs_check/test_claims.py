@@ -17,6 +17,7 @@ from proofs_check.momentum_matters import check_momentum_matters
 from proofs_check.same_sde import check_same_sde
 from proofs_check.svag import check_svag
 from proofs_check.theorem_3_5 import check_theorem_3_5
+from proofs_check.theorem_4_5 import check_theorem_4_5
 from theory.loss_change import LossChangeTerms, lemma_2_4_terms
 from theory.quadratic import stationary_covariance
 from theory.simulate import SGD, SGDM
@@ -167,3 +168,14 @@ def test_momentum_matters_fails_for_wrong_methods() -> None:
     results = _by_id(check_momentum_matters(quick=True, method=_sgdm_at_gamma, heavy_ball_step=unnormalized_step))
     assert not results["momentum_matters.stability.heavy_ball"].passed
     assert not results["momentum_matters.regime.eta_h=1.9"].passed
+
+
+def test_theorem_4_5_passes_and_fails_for_sgdm_at_gamma() -> None:
+    assert all(r.passed for r in check_theorem_4_5(quick=True))
+
+    def slow_time_sgdm_at_gamma(problem, eta, beta):
+        return SGDM(problem, eta * (1 - beta), beta=beta, sigma=1.0, time_scale=eta**2)
+
+    results = _by_id(check_theorem_4_5(quick=True, momentum=slow_time_sgdm_at_gamma))
+    assert not results["theorem_4_5.toy.sgdm_alpha0"].passed
+    assert not results["theorem_4_5.toy.sgd_vs_sgdm"].passed
