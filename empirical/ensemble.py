@@ -138,40 +138,46 @@ class _Ensemble:
         table = [[s.lr_at(k) for s in self.schedules] for k in range(self.steps)]
         self.lr_table = torch.tensor(table, dtype=dtype, device=device)
         self.lr_float64 = torch.tensor(table, dtype=torch.float64)  # exact Python values for the curves
-        self.beta = torch.tensor([s.momentum for s in self.schedules], dtype=dtype, device=device)
-        self.decay = torch.tensor([m.optimizer.weight_decay for m in members], dtype=dtype, device=device)
-        self.use_decay = bool((self.decay != 0).any())
+        beta = torch.tensor([s.momentum for s in self.schedules], dtype=dtype, device=device)
+        decay = torch.tensor([m.optimizer.weight_decay for m in members], dtype=dtype, device=device)
+        # per-member hyper-parameters as views that broadcast against each stacked parameter
+        self.beta = [beta.view(shape) for shape in self.shapes]
+        self.one_minus_beta = [(1.0 - beta).view(shape) for shape in self.shapes]
+        self.decay = [decay.view(shape) for shape in self.shapes] if bool((decay != 0).any()) else None
+        self.neg_lr_table = -self.lr_table
         self.index_device = dataset.train.targets.device
         self.data = [_EnsembleData(members, dataset, stream, device) for stream in range(1 if self.ell == 1 else 2)]
         self.eval_train = evaluation_split(dataset.train, first.train.eval_train_samples, "eval-train")
         self.eval_test = evaluation_split(dataset.test, first.train.eval_test_samples, "eval-test")
-        self._forward = vmap(self._member_loss, in_dims=(0, 0, 0, 0))
+        self._train_logits = vmap(self._member_logits, in_dims=(0, 0, 0))  # each member on its own batch
         self._logits = vmap(self._member_logits, in_dims=(0, 0, None))  # every member on the same inputs
 
     def _member_logits(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], inputs: torch.Tensor):
-        return functional_call(self.template, (params, buffers), (inputs,))
+        return functional_call(self.template, (params, buffers), (inputs,), tie_weights=False)
 
-    def _member_loss(self, params, buffers, inputs, targets) -> torch.Tensor:
-        return F.cross_entropy(self._member_logits(params, buffers, inputs), targets)
+    def _losses(self, params: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of every member on its batch, shape (members,); the loss itself outside vmap."""
+        logits = self._train_logits(params, self.buffers, inputs)
+        per_example = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        return per_example.view(targets.shape).mean(dim=1)
 
     def step(self, step: int) -> torch.Tensor:
         """One step of every member; returns the mini-batch losses, shape (streams, members)."""
         params = dict(zip(self.names, self.params, strict=True))
-        losses = torch.stack([self._forward(params, self.buffers, *data.batches(step)) for data in self.data])
+        losses = torch.stack([self._losses(params, *data.batches(step)) for data in self.data])
         if self.ell == 1:
             objective = losses[0].sum()
         else:
             r1, r2 = svag_coefficients(self.ell)
             objective = (r1 * losses[0] + r2 * losses[1]).sum()
         grads = torch.autograd.grad(objective, self.params)
-        eta = self.lr_table[step]
+        neg_eta = self.neg_lr_table[step]
         with torch.no_grad():
-            for p, m, g, shape in zip(self.params, self.momenta, grads, self.shapes, strict=True):
-                if self.use_decay:
-                    g = g + self.decay.view(shape) * p
-                beta = self.beta.view(shape)
-                m.mul_(beta).add_((1.0 - beta) * g)
-                p.sub_(eta.view(shape) * m)
+            for i, (p, m, g) in enumerate(zip(self.params, self.momenta, grads, strict=True)):
+                if self.decay is not None:
+                    g.addcmul_(self.decay[i], p)
+                m.mul_(self.beta[i]).addcmul_(self.one_minus_beta[i], g)
+                p.addcmul_(neg_eta.view(self.shapes[i]), m)
         return losses.detach()
 
     @torch.no_grad()

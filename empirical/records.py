@@ -15,7 +15,9 @@ or partial one (:class:`CorruptRecordError`).
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -100,7 +102,15 @@ def _git_commit() -> tuple[str | None, bool | None]:
 
 
 def environment_info(libraries: Sequence[str] = ("torch", "numpy", "scipy", "transformers")) -> dict[str, Any]:
-    """Package version, git commit (and whether the tree had uncommitted changes), Python and library versions."""
+    """Package version, git commit (and whether the tree had uncommitted changes), Python and library versions.
+
+    Computed once per process and set of ``libraries`` (a grid of runs writes many records).
+    """
+    return copy.deepcopy(_environment_info(tuple(libraries)))
+
+
+@functools.lru_cache(maxsize=8)
+def _environment_info(libraries: tuple[str, ...]) -> dict[str, Any]:
     commit, dirty = _git_commit()
     try:
         version = metadata.version("marginal-momentum")

@@ -312,10 +312,10 @@ class _Run:
 
     def train(self, checkpoint_path: Path | None) -> int | None:
         """Run to the end (or to divergence); returns the step whose loss was not finite, else ``None``."""
-        config, progress, optimizer = self.config, self.progress, self.optimizer
-        ell, log_every = config.svag.ell, config.train.log_every
-        amp, device_type = config.train.amp_bf16, self.device.type
+        config, progress, optimizer, model = self.config, self.progress, self.optimizer, self.model
+        ell, amp, device_type = config.svag.ell, config.train.amp_bf16, self.device.type
         native_lr = config.optimizer.native_lr
+        lrs = [self.schedule.lr_at(k) for k in range(self.steps)]
         streaming = getattr(self.dataset.train, "streaming", False)
         started = time.perf_counter() - progress.wall
         if progress.step == 0 and not progress.curves:
@@ -323,13 +323,16 @@ class _Run:
         bar = _progress_bar(self.steps, progress.step, config.name, self.quiet)
         pending: list[torch.Tensor] = []
         pending_from = progress.step
+        next_sync = self._next_sync(progress.step)
+        sde_time = progress.sde_time
         current_eta = None
+        fetch = self._fetcher(ell)
         prefetch = ThreadPoolExecutor(max_workers=1) if streaming else None
-        upcoming = prefetch.submit(self._batches, progress.step, ell) if prefetch else None
+        upcoming = prefetch.submit(fetch, progress.step) if prefetch else None
         diverged_at = None
         try:
             for step in range(progress.step, self.steps):
-                eta = self.schedule.lr_at(step)
+                eta = lrs[step]
                 if eta != current_eta:
                     for group in optimizer.param_groups:
                         group["lr"] = native_lr(eta)
@@ -337,38 +340,60 @@ class _Run:
                 if upcoming is not None:
                     batches = upcoming.result()
                     if step + 1 < self.steps:
-                        upcoming = prefetch.submit(self._batches, step + 1, ell)  # type: ignore[union-attr]
+                        upcoming = prefetch.submit(fetch, step + 1)  # type: ignore[union-attr]
                 else:
-                    batches = self._batches(step, ell)
+                    batches = fetch(step)
                 optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-                    losses = [F.cross_entropy(self.model(inputs), targets) for inputs, targets in batches]
-                loss = losses[0] if ell == 1 else svag_loss(losses[0], losses[1], ell)
-                loss.backward()
+                if amp:
+                    with torch.autocast(device_type, dtype=torch.bfloat16):
+                        losses = [F.cross_entropy(model(inputs), targets) for inputs, targets in batches]
+                else:
+                    losses = [F.cross_entropy(model(inputs), targets) for inputs, targets in batches]
+                if ell == 1:
+                    losses[0].backward()
+                    pending.append(losses[0].detach())
+                else:
+                    svag_loss(losses[0], losses[1], ell).backward()
+                    pending.extend(item.detach() for item in losses)
                 optimizer.step()
-                pending.extend(item.detach() for item in losses)
-                progress.step = step + 1
-                progress.sde_time += eta
-                due_eval = progress.step % self.eval_every == 0 or progress.step == self.steps
-                due_checkpoint = self.checkpoint_every and progress.step % self.checkpoint_every == 0
-                if due_eval or due_checkpoint or progress.step % log_every == 0:
-                    diverged_at = self._flush(pending, pending_from, len(batches), bar, eta)
-                    pending, pending_from = [], progress.step
-                    if diverged_at is not None:
-                        break
-                    progress.wall = time.perf_counter() - started
-                    if due_eval:
-                        running = progress.window_sum / max(1, progress.window_count)
-                        progress.curves.append(self._evaluate_row(running))
-                        progress.window_sum, progress.window_count = 0.0, 0
-                    if due_checkpoint and checkpoint_path is not None:
-                        self.save_checkpoint(checkpoint_path)
+                sde_time += eta
+                if step + 1 < next_sync:
+                    continue
+                # sync point: fold losses in, check divergence, evaluate, checkpoint
+                progress.step, progress.sde_time = step + 1, sde_time
+                next_sync = self._next_sync(progress.step)
+                diverged_at = self._flush(pending, pending_from, len(batches), bar, eta)
+                pending, pending_from = [], progress.step
+                if diverged_at is not None:
+                    break
+                progress.wall = time.perf_counter() - started
+                if progress.step % self.eval_every == 0 or progress.step == self.steps:
+                    running = progress.window_sum / max(1, progress.window_count)
+                    progress.curves.append(self._evaluate_row(running))
+                    progress.window_sum, progress.window_count = 0.0, 0
+                if self.checkpoint_every and progress.step % self.checkpoint_every == 0 and checkpoint_path:
+                    self.save_checkpoint(checkpoint_path)
         finally:
             bar.close()
             if prefetch is not None:
                 prefetch.shutdown(cancel_futures=True)
         progress.wall = time.perf_counter() - started
         return diverged_at
+
+    def _next_sync(self, done: int) -> int:
+        """The next step count at which losses are checked and evaluations or checkpoints may be due."""
+        periods = [self.config.train.log_every, self.eval_every] + (
+            [self.checkpoint_every] if self.checkpoint_every else []
+        )
+        return min([self.steps] + [(done // period + 1) * period for period in periods])
+
+    def _fetcher(self, ell: int) -> Any:
+        """``step -> [(inputs, targets), ...]`` (one batch, two under SVAG); a direct path for held data."""
+        split = self.dataset.train
+        if ell == 1 and isinstance(split, TensorSplit) and self.dataset.augmentation is None:
+            sampler = self.samplers[0]
+            return lambda step: [split.batch(sampler.indices(step))]
+        return lambda step: self._batches(step, ell)
 
     def _batches(self, step: int, ell: int) -> list[tuple[Inputs, torch.Tensor]]:
         return [self._batch(step, stream) for stream in range(1 if ell == 1 else 2)]
