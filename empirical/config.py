@@ -50,7 +50,7 @@ import inspect
 import itertools
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,8 +102,16 @@ def _check_duration(value: Any, name: str, allow_zero: bool = False) -> float:
     return float(value) if not float(value).is_integer() else int(value)
 
 
-def _options_allowed(function: Any, skip: int) -> tuple[str, ...]:
-    return tuple(list(inspect.signature(function).parameters)[skip:])
+def _check_choice_options(
+    kind: str, name: str, registry: Mapping[str, Any], options: Mapping[str, Any], skip: int, fixed: Sequence[str]
+) -> None:
+    """``name`` must be in ``registry`` and ``options`` keyword arguments of its function (after ``skip``)."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {sorted(registry)}")
+    allowed = list(inspect.signature(registry[name]).parameters)[skip:]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {[*fixed, *allowed]}")
 
 
 @dataclass(frozen=True)
@@ -115,14 +123,7 @@ class DataConfig:
     few_shot_k: int = 0
 
     def __post_init__(self) -> None:
-        if self.name not in DATASETS:
-            raise ValueError(f"unknown dataset {self.name!r}; allowed: {sorted(DATASETS)}")
-        allowed = _options_allowed(DATASETS[self.name], skip=0)
-        unknown = sorted(set(self.options) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {unknown} for dataset {self.name!r}; allowed: {['name', 'few_shot_k', *allowed]}"
-            )
+        _check_choice_options("dataset", self.name, DATASETS, self.options, 0, ("name", "few_shot_k"))
         if self.few_shot_k:
             _check_positive_int(self.few_shot_k, "data.few_shot_k")
         object.__setattr__(self, "options", dict(self.options))
@@ -136,12 +137,7 @@ class ModelConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.name not in MODELS:
-            raise ValueError(f"unknown model {self.name!r}; allowed: {sorted(MODELS)}")
-        allowed = _options_allowed(MODELS[self.name], skip=1)
-        unknown = sorted(set(self.options) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for model {self.name!r}; allowed: {['name', *allowed]}")
+        _check_choice_options("model", self.name, MODELS, self.options, 1, ("name",))
         object.__setattr__(self, "options", dict(self.options))
 
 
