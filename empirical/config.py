@@ -69,6 +69,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "DTYPES",
+    "MOMENTUM_SCALINGS",
     "OPTIMIZERS",
     "UNITS",
     "DataConfig",

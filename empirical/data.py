@@ -49,7 +49,11 @@ import torch.nn.functional as F
 
 __all__ = [
     "DATASETS",
+    "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEFAULT_ROOT",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_EXTENSIONS",
     "TEXT_DATASETS",
     "TEXT_TASKS",
     "DataNotFoundError",

@@ -66,6 +66,7 @@ __all__ = [
     "FlatLoss",
     "GradientNoise",
     "Sharpness",
+    "batch_covariance_factor",
     "curvature_noise_split",
     "diagnose_checkpoint",
     "gradient_noise",

@@ -52,8 +52,11 @@ from empirical.svag import TrainSchedule, svag_loss
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "CURVE_COLUMNS",
     "RunResult",
     "at_least_float32",
+    "cached_result",
+    "curve_columns",
     "evaluate",
     "evaluation_split",
     "load_run_model",
@@ -61,6 +64,8 @@ __all__ = [
     "prepare_dataset",
     "resolve_device",
     "run_experiment",
+    "run_info",
+    "run_metrics",
     "train_run",
 ]
 
