@@ -20,7 +20,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $@
 
+# Fashion-MNIST (the quick experiments' data) comes from the Debian package dataset-fashion-mnist: installed
+# here when missing and we run as root with apt; otherwise a note says how. Never fails the target.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
 reproduce: $(STAMP)
+	@if [ ! -d "$(FASHION_MNIST)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) \
+	      || echo "note: could not install dataset-fashion-mnist; Fashion-MNIST runs will say how to get the files"; \
+	  else \
+	    echo "note: Fashion-MNIST is not in $(FASHION_MNIST); as root: apt-get update && apt-get install -y dataset-fashion-mnist"; \
+	  fi; \
+	fi
 	$(BIN)/mvm derive forms
 	$(BIN)/mvm verify --quick --json results/verification_quick.json --markdown results/verification_quick.md
 

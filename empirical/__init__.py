@@ -1,16 +1,92 @@
-"""PyTorch side of marginal-momentum: optimizers in the paper's parameterisation and SVAG.
+"""PyTorch side of marginal-momentum: optimizers, SVAG, data, models, training runs, records and diagnostics.
 
-May import :mod:`theory`; nothing in :mod:`theory` imports this package.
+May import :mod:`theory`; nothing in :mod:`theory` imports this package.  The training stack
+(:mod:`empirical.data`, :mod:`empirical.models`, :mod:`empirical.config`, :mod:`empirical.train`,
+:mod:`empirical.ensemble`, :mod:`empirical.records`, :mod:`empirical.diagnostics`) is imported here so
+that its public names are available as ``empirical.NAME``.
 """
 
+from empirical.config import (
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    RunConfig,
+    SvagConfig,
+    TrainConfig,
+    config_from_dict,
+    expand_grid,
+    load_config,
+)
+from empirical.data import (
+    DATASETS,
+    DataNotFoundError,
+    Dataset,
+    EpochSampler,
+    TensorSplit,
+    TextSplit,
+    derive_seed,
+    load_dataset,
+    random_crop_flip,
+)
+from empirical.diagnostics import (
+    CurvatureNoiseSplit,
+    FlatLoss,
+    curvature_noise_split,
+    diagnose_checkpoint,
+    gradient_noise,
+    sharpness,
+)
+from empirical.ensemble import train_ensemble
+from empirical.models import MODELS, SequenceClassifier, build_model, resnet32, resnet50
 from empirical.optim import NormalizedSGDM, check_weight_decay
+from empirical.records import CorruptRecordError, Record, ResultStore, config_key
 from empirical.svag import TrainSchedule, svag_combine, svag_loss, svag_schedule
+from empirical.train import RunResult, load_run_model, resolve_device, run_experiment, train_run
 
 __all__ = [
+    "DATASETS",
+    "MODELS",
+    "CorruptRecordError",
+    "CurvatureNoiseSplit",
+    "DataConfig",
+    "DataNotFoundError",
+    "Dataset",
+    "EpochSampler",
+    "FlatLoss",
+    "ModelConfig",
     "NormalizedSGDM",
+    "OptimizerConfig",
+    "Record",
+    "ResultStore",
+    "RunConfig",
+    "RunResult",
+    "SequenceClassifier",
+    "SvagConfig",
+    "TensorSplit",
+    "TextSplit",
+    "TrainConfig",
     "TrainSchedule",
+    "build_model",
     "check_weight_decay",
+    "config_from_dict",
+    "config_key",
+    "curvature_noise_split",
+    "derive_seed",
+    "diagnose_checkpoint",
+    "expand_grid",
+    "gradient_noise",
+    "load_config",
+    "load_dataset",
+    "load_run_model",
+    "random_crop_flip",
+    "resnet32",
+    "resnet50",
+    "resolve_device",
+    "run_experiment",
+    "sharpness",
     "svag_combine",
     "svag_loss",
     "svag_schedule",
+    "train_ensemble",
+    "train_run",
 ]

@@ -14,6 +14,7 @@ keeps the gradient-noise SDE fixed while shrinking the curvature-induced term of
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -68,7 +69,8 @@ class TrainSchedule:
     ``lr`` is the effective learning rate :math:`\eta` (``torch.optim.SGD`` needs
     :math:`\gamma=\eta(1-\beta)`), ``momentum`` is :math:`\beta` (0 for SGD), ``milestones`` are the steps at
     which the learning rate is multiplied by ``lr_decay``, ``warmup_steps`` ramps it linearly from 0,
-    and ``ell`` records the SVAG factor already applied (1 for a plain run).
+    ``cosine`` replaces the step decays by a cosine decay to 0 over the steps after warm-up, and ``ell``
+    records the SVAG factor already applied (1 for a plain run).
     """
 
     lr: float
@@ -78,6 +80,7 @@ class TrainSchedule:
     lr_decay: float = 0.1
     warmup_steps: int = 0
     ell: float = 1.0
+    cosine: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lr", check_learning_rate(self.lr, "lr (effective learning rate eta)"))
@@ -95,11 +98,23 @@ class TrainSchedule:
             raise ValueError(f"lr_decay must lie in (0, 1], got {self.lr_decay!r}")
         if int(self.warmup_steps) != self.warmup_steps or not (0 <= self.warmup_steps <= self.steps):
             raise ValueError(f"warmup_steps must be an integer in [0, {self.steps}], got {self.warmup_steps!r}")
+        if self.cosine and milestones:
+            raise ValueError("a cosine schedule has no milestones: give either cosine=True or milestones, not both")
 
     def lr_at(self, step: int) -> float:
-        r"""Effective learning rate :math:`\eta_k` used at step ``step`` (0-based), warm-up and decays applied."""
-        decays = sum(1 for s in self.milestones if step >= s)
+        r"""Effective learning rate :math:`\eta_k` used at step ``step`` (0-based), warm-up and decays applied.
+
+        .. math:: \eta_k=\eta\,\min\Big(1,\frac{k+1}{W}\Big)\,d(k),\qquad
+                  d(k)=\rho^{\#\{s\in\text{milestones}:\,k\ge s\}}\ \text{or}\
+                  d(k)=\tfrac12\Big(1+\cos\frac{\pi\max(0,k-W)}{K-W}\Big)\ \text{(cosine)},
+
+        with :math:`W` the warm-up steps, :math:`K` the steps and :math:`\rho` ``lr_decay``.
+        """
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.cosine:
+            span = max(1, self.steps - self.warmup_steps)
+            return self.lr * warm * 0.5 * (1.0 + math.cos(math.pi * max(0, step - self.warmup_steps) / span))
+        decays = sum(1 for s in self.milestones if step >= s)
         return self.lr * warm * self.lr_decay**decays
 
 

@@ -6,6 +6,8 @@ Subcommands exist only once they do real work:
   :data:`DERIVE_TOPICS`; the options a topic accepts are in :data:`DERIVE_TOPIC_OPTIONS`).
 * ``mvm verify [--quick] [--json PATH] [--markdown PATH] [--only ID ...]`` runs the claim checks of
   :mod:`proofs_check`, prints the table and exits non-zero when a claim fails.
+* ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--out DIR] [--quiet]`` runs one
+  experiment (:func:`empirical.train.run_experiment`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     verify.add_argument("--only", nargs="+", metavar="ID", help="run only these claim ids")
     verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    train = commands.add_parser("train", help="run one training experiment from a TOML config file")
+    train.add_argument("config", help="path of the experiment's TOML file (see configs/)")
+    train.add_argument("--device", help="override the config's device: cpu, cuda or cuda:N")
+    train.add_argument("--seed", type=int, help="override the config's seed")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    train.add_argument("--out", default="runs", help="results folder (default: runs)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -101,6 +111,22 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    from empirical.train import run_experiment
+
+    results = run_experiment(
+        args.config, device=args.device, seed=args.seed, resume=args.resume, out=args.out, quiet=args.quiet
+    )
+    for result in results:
+        metrics = result.metrics
+        note = " (cached)" if result.cached else ""
+        print(
+            f"{result.name}: {result.status}{note}; test accuracy {metrics['final_test_acc']}, "
+            f"train loss {metrics['final_train_loss']}, eta {metrics['effective_lr']} -> {result.path}"
+        )
+    return 0 if all(r.status == "completed" for r in results) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -116,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "verify":
         return _verify(args)
+    if args.command == "train":
+        try:
+            return _train(args)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"mvm train: error: {exc}", file=sys.stderr)
+            return 2
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands
 
 

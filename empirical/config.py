@@ -1,0 +1,485 @@
+r"""Experiment configs: frozen dataclasses read from one TOML file per experiment and validated at the boundary.
+
+A config file has the sections below (``configs/*.toml`` holds worked examples, paper scale included)::
+
+    name = "cifar10_resnet32_sgdm"      # a label; not part of the result key
+    seed = 0
+    device = "cpu"                      # "cpu", "cuda" or "cuda:N"
+
+    [data]                              # name + the loader's options (empirical.data.DATASETS)
+    name = "cifar10"
+    root = "/data/cifar-10-batches-py"
+    few_shot_k = 0                      # > 0: k training examples per class (few-shot setting)
+
+    [model]                             # name + the builder's options (empirical.models.MODELS)
+    name = "resnet32"
+
+    [optimizer]                         # "sgd" | "pytorch_sgdm" | "normalized_sgdm"
+    name = "normalized_sgdm"
+    eta = 0.2                           # effective learning rate; or `lr` = the optimizer's own rate
+    momentum = 0.9
+    weight_decay = 5e-4
+
+    [train]
+    batch_size = 512
+    unit = "epoch"                      # unit of length, milestones, warmup, eval_every, checkpoint_every
+    length = 160
+    milestones = [80, 120]
+    lr_decay = 0.1
+    eval_every = 1
+    checkpoint_every = 10
+
+    [svag]                              # Definition 5.1 through empirical.svag.svag_schedule
+    ell = 4
+    momentum_scaling = "fixed"
+
+    [grid]                              # optional: one run per combination (dotted paths -> lists)
+    "optimizer.momentum" = [0.0, 0.9]
+    seed = [0, 1, 2]
+    vectorize = true                    # train compatible members as one torch.func ensemble
+
+The learning rate is given either as ``eta``, the effective learning rate :math:`\eta` of paper eq. (3) at
+which SGD and SGDM are compared, or as ``lr``, the optimizer's own rate (for ``pytorch_sgdm`` that is
+PyTorch's :math:`\gamma=\eta(1-\beta)`); runs always record both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import itertools
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from empirical.data import DATASETS, TEXT_DATASETS
+from empirical.models import MODELS, TEXT_MODELS
+from empirical.optim import check_weight_decay
+from empirical.svag import TrainSchedule, svag_schedule
+from theory.params import check_learning_rate, check_momentum
+from theory.svag import check_svag_factor
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "DTYPES",
+    "MOMENTUM_SCALINGS",
+    "OPTIMIZERS",
+    "UNITS",
+    "DataConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "RunConfig",
+    "SvagConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "expand_grid",
+    "load_config",
+]
+
+OPTIMIZERS = ("sgd", "pytorch_sgdm", "normalized_sgdm")
+UNITS = ("epoch", "step")
+DTYPES = ("float32", "float64")
+MOMENTUM_SCALINGS = ("fixed", "underdamped")
+
+
+def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_duration(value: Any, name: str, allow_zero: bool = False) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = "[0, inf)" if allow_zero else "(0, inf)"
+        raise ValueError(f"{name} must be a finite number in {bound}, got {value!r}")
+    return float(value) if not float(value).is_integer() else int(value)
+
+
+def _check_choice_options(
+    kind: str, name: str, registry: Mapping[str, Any], options: Mapping[str, Any], skip: int, fixed: Sequence[str]
+) -> None:
+    """``name`` must be in ``registry`` and ``options`` keyword arguments of its function (after ``skip``)."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {sorted(registry)}")
+    allowed = list(inspect.signature(registry[name]).parameters)[skip:]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {[*fixed, *allowed]}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset ``name`` (a key of :data:`empirical.data.DATASETS`), its loader ``options``, few-shot ``k``."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    few_shot_k: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice_options("dataset", self.name, DATASETS, self.options, 0, ("name", "few_shot_k"))
+        if self.few_shot_k:
+            _check_positive_int(self.few_shot_k, "data.few_shot_k")
+        object.__setattr__(self, "options", dict(self.options))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model ``name`` (a key of :data:`empirical.models.MODELS`) and its builder ``options``."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice_options("model", self.name, MODELS, self.options, 1, ("name",))
+        object.__setattr__(self, "options", dict(self.options))
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    r"""Optimizer, learning rate and weight decay.
+
+    Exactly one of ``eta`` (effective learning rate :math:`\eta`) and ``lr`` (the optimizer's own rate:
+    :math:`\eta` for ``sgd`` and ``normalized_sgdm``, :math:`\gamma=\eta(1-\beta)` for ``pytorch_sgdm``).
+    ``sgd`` has no momentum; ``normalized_sgdm`` is :class:`empirical.optim.NormalizedSGDM` (paper eq. (3));
+    ``pytorch_sgdm`` is ``torch.optim.SGD(momentum=beta, dampening=0)`` (paper eq. (1)).
+    """
+
+    name: str
+    eta: float | None = None
+    lr: float | None = None
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.name!r}; allowed: {list(OPTIMIZERS)}")
+        if (self.eta is None) == (self.lr is None):
+            raise ValueError("optimizer needs exactly one of `eta` (effective learning rate) and `lr`")
+        if self.eta is not None:
+            object.__setattr__(self, "eta", check_learning_rate(self.eta, "optimizer.eta (effective learning rate)"))
+        else:
+            object.__setattr__(self, "lr", check_learning_rate(self.lr, "optimizer.lr"))
+        object.__setattr__(self, "momentum", check_momentum(self.momentum, "optimizer.momentum (beta)"))
+        object.__setattr__(self, "weight_decay", check_weight_decay(self.weight_decay))
+        if self.name == "sgd" and (self.momentum != 0.0 or self.nesterov):
+            raise ValueError(
+                "optimizer 'sgd' has no momentum; use 'normalized_sgdm' or 'pytorch_sgdm' for momentum > 0"
+            )
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"optimizer.nesterov must be true or false, got {self.nesterov!r}")
+
+    @property
+    def effective_lr(self) -> float:
+        r"""The effective learning rate :math:`\eta` (THEORY.md 1.3)."""
+        if self.eta is not None:
+            return self.eta
+        assert self.lr is not None
+        return self.lr / (1.0 - self.momentum) if self.name == "pytorch_sgdm" else self.lr
+
+    def native_lr(self, eta: float) -> float:
+        r"""The rate to hand the optimizer when the effective rate is ``eta``: :math:`\gamma=\eta(1-\beta)` for
+        ``pytorch_sgdm`` (exactly ``lr`` when no schedule changes it), else :math:`\eta`."""
+        if self.name != "pytorch_sgdm":
+            return eta
+        if self.lr is not None and eta == self.effective_lr:
+            return self.lr  # the user's number, free of the round trip through eta
+        return eta * (1.0 - self.momentum)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Batch size and schedule; all durations are in ``unit`` (``"epoch"`` or ``"step"``).
+
+    ``eval_every`` evaluates train loss/accuracy on ``eval_train_samples`` training examples and test loss
+    and accuracy on ``eval_test_samples`` test examples (all when 0; the subsets are fixed, the same for
+    every seed and optimizer); ``checkpoint_every`` 0 never checkpoints; ``log_every`` steps between
+    progress updates and divergence checks.  Under SVAG every duration is scaled by :math:`\\ell` in steps,
+    so curves line up in SDE time.
+    """
+
+    batch_size: int
+    length: float
+    unit: str = "epoch"
+    milestones: tuple[float, ...] = ()
+    lr_decay: float = 0.1
+    warmup: float = 0
+    cosine: bool = False
+    eval_every: float = 1
+    eval_train_samples: int = 10000
+    eval_test_samples: int = 0
+    eval_batch_size: int = 1000
+    checkpoint_every: float = 0
+    log_every: int = 50
+    dtype: str = "float32"
+    amp_bf16: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "batch_size", _check_positive_int(self.batch_size, "train.batch_size"))
+        if self.unit not in UNITS:
+            raise ValueError(f"train.unit must be one of {list(UNITS)}, got {self.unit!r}")
+        object.__setattr__(self, "length", _check_duration(self.length, "train.length"))
+        milestones = tuple(_check_duration(m, "train.milestones[i]") for m in self.milestones)
+        if list(milestones) != sorted(set(milestones)) or any(m > self.length for m in milestones):
+            raise ValueError(
+                f"train.milestones must increase strictly within (0, length={self.length}], got {milestones}"
+            )
+        object.__setattr__(self, "milestones", milestones)
+        if not (isinstance(self.lr_decay, int | float) and 0.0 < self.lr_decay <= 1.0):
+            raise ValueError(f"train.lr_decay must lie in (0, 1], got {self.lr_decay!r}")
+        object.__setattr__(self, "warmup", _check_duration(self.warmup, "train.warmup", allow_zero=True))
+        if self.warmup > self.length:
+            raise ValueError(f"train.warmup must lie in [0, length={self.length}], got {self.warmup!r}")
+        if self.cosine and milestones:
+            raise ValueError("train.cosine and train.milestones exclude each other")
+        object.__setattr__(self, "eval_every", _check_duration(self.eval_every, "train.eval_every"))
+        object.__setattr__(
+            self, "checkpoint_every", _check_duration(self.checkpoint_every, "train.checkpoint_every", allow_zero=True)
+        )
+        for name in ("eval_train_samples", "eval_test_samples"):
+            if getattr(self, name):
+                _check_positive_int(getattr(self, name), f"train.{name}")
+        _check_positive_int(self.eval_batch_size, "train.eval_batch_size")
+        _check_positive_int(self.log_every, "train.log_every")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"train.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        for name in ("cosine", "amp_bf16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
+
+    def steps_per_unit(self, train_size: int) -> int:
+        """Optimizer steps per unit: 1 for ``"step"``, else the full batches per epoch (last partial dropped)."""
+        if self.batch_size > train_size:
+            raise ValueError(f"train.batch_size={self.batch_size} exceeds the {train_size} training examples")
+        return 1 if self.unit == "step" else train_size // self.batch_size
+
+    def to_steps(self, value: float, train_size: int, name: str) -> int:
+        steps = round(value * self.steps_per_unit(train_size))
+        if value > 0 and steps < 1:
+            raise ValueError(f"train.{name}={value} {self.unit}s is less than one step")
+        return steps
+
+
+@dataclass(frozen=True)
+class SvagConfig:
+    """SVAG factor ``ell`` (integer >= 1; 1 is a plain run) and how momentum scales with it."""
+
+    ell: int = 1
+    momentum_scaling: str = "fixed"
+
+    def __post_init__(self) -> None:
+        ell = check_svag_factor(self.ell)
+        if ell != int(ell):
+            raise ValueError(f"svag.ell must be an integer >= 1 (step counts scale by ell), got {self.ell!r}")
+        object.__setattr__(self, "ell", int(ell))
+        if self.momentum_scaling not in MOMENTUM_SCALINGS:
+            raise ValueError(
+                f"svag.momentum_scaling must be one of {list(MOMENTUM_SCALINGS)}, got {self.momentum_scaling!r}"
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One experiment: data, model, optimizer, schedule, SVAG, seed and device (and optionally a grid)."""
+
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    train: TrainConfig
+    svag: SvagConfig = field(default_factory=SvagConfig)
+    seed: int = 0
+    device: str = "cpu"
+    name: str = "run"
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    vectorize: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        device = str(self.device)
+        if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        is_text = self.data.name in TEXT_DATASETS
+        if is_text != (self.model.name in TEXT_MODELS):
+            raise ValueError(
+                f"model {self.model.name!r} does not fit dataset {self.data.name!r}: the text datasets "
+                f"{sorted(TEXT_DATASETS)} need one of the models {sorted(TEXT_MODELS)}, and only they do"
+            )
+
+    def identity(self) -> dict[str, Any]:
+        """The JSON-able dict that keys this run's results (everything but ``name``)."""
+        document = dataclasses.asdict(self)
+        del document["name"]
+        if not self.grid:
+            del document["grid"], document["vectorize"]
+        else:
+            document["grid"] = [[path, list(values)] for path, values in self.grid]
+        return document
+
+    @classmethod
+    def from_identity(cls, document: Mapping[str, Any], name: str = "run") -> RunConfig:
+        """Rebuild a config from :meth:`identity` (as stored in records and checkpoints)."""
+        train = dict(document["train"])
+        train["milestones"] = tuple(train.get("milestones", ()))
+        return cls(
+            data=DataConfig(**document["data"]),
+            model=ModelConfig(**document["model"]),
+            optimizer=OptimizerConfig(**document["optimizer"]),
+            train=TrainConfig(**train),
+            svag=SvagConfig(**document["svag"]),
+            seed=document["seed"],
+            device=document["device"],
+            name=name,
+            grid=tuple((path, tuple(values)) for path, values in document.get("grid", ())),
+            vectorize=document.get("vectorize", False),
+        )
+
+    def schedule(self, train_size: int) -> TrainSchedule:
+        r"""The optimizer schedule in steps (effective learning rate), SVAG applied (``svag_schedule``)."""
+        train = self.train
+        base = TrainSchedule(
+            lr=self.optimizer.effective_lr,
+            steps=train.to_steps(train.length, train_size, "length"),
+            momentum=self.optimizer.momentum,
+            milestones=tuple(train.to_steps(m, train_size, "milestones") for m in train.milestones),
+            lr_decay=train.lr_decay,
+            warmup_steps=train.to_steps(train.warmup, train_size, "warmup"),
+            cosine=train.cosine,
+        )
+        if self.svag.ell == 1:
+            return base
+        return svag_schedule(base, self.svag.ell, self.svag.momentum_scaling)  # type: ignore[arg-type]
+
+
+_SECTIONS = {"data", "model", "optimizer", "train", "svag", "grid"}
+_TOP_LEVEL = {"name", "seed", "device"}
+
+
+def _fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _section(document: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = document.get(name, {})
+    if not isinstance(value, Mapping):
+        raise ValueError(f"[{name}] must be a table")
+    return dict(value)
+
+
+def _build(cls: type, name: str, values: dict[str, Any]) -> Any:
+    allowed = _fields(cls)
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {allowed}")
+    if name == "train" and "milestones" in values:
+        values["milestones"] = tuple(values["milestones"])
+    try:
+        return cls(**values)
+    except TypeError as exc:  # a required key is missing
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        raise ValueError(f"[{name}] needs the keys {required}: {exc}") from exc
+
+
+def config_from_dict(document: Mapping[str, Any]) -> RunConfig:
+    """Validate a parsed config (the TOML tables as a dict) and build the :class:`RunConfig`."""
+    unknown = sorted(set(document) - _SECTIONS - _TOP_LEVEL)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in the config; allowed: {sorted(_TOP_LEVEL | _SECTIONS)}")
+    for required in ("data", "model", "optimizer", "train"):
+        if required not in document:
+            raise ValueError(f"the config needs a [{required}] table")
+    data = _section(document, "data")
+    model = _section(document, "model")
+    if "name" not in data or "name" not in model:
+        raise ValueError("[data] and [model] each need a `name`")
+    grid = _section(document, "grid")
+    vectorize = grid.pop("vectorize", False)
+    if not isinstance(vectorize, bool):
+        raise ValueError(f"grid.vectorize must be true or false, got {vectorize!r}")
+    grid_items = []
+    for path, values in grid.items():
+        if path not in _GRID_PATHS:
+            raise ValueError(f"unknown grid key {path!r}; allowed: {sorted(_GRID_PATHS)}")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid.{path} must be a non-empty list, got {values!r}")
+        grid_items.append((path, tuple(values)))
+    config = RunConfig(
+        data=DataConfig(name=data.pop("name"), few_shot_k=data.pop("few_shot_k", 0), options=data),
+        model=ModelConfig(name=model.pop("name"), options=model),
+        optimizer=_build(OptimizerConfig, "optimizer", _section(document, "optimizer")),
+        train=_build(TrainConfig, "train", _section(document, "train")),
+        svag=_build(SvagConfig, "svag", _section(document, "svag")),
+        seed=document.get("seed", 0),
+        device=document.get("device", "cpu"),
+        name=str(document.get("name", "run")),
+        grid=tuple(grid_items),
+        vectorize=vectorize,
+    )
+    expand_grid(config)  # validate every member now, not halfway through a sweep
+    return config
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML config file (see the module docstring for its sections)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with open(path, "rb") as handle:
+        try:
+            document = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+    try:
+        return config_from_dict(document)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+_GRID_PATHS = {
+    "seed",
+    *(f"optimizer.{name}" for name in _fields(OptimizerConfig)),
+    *(f"train.{name}" for name in ("batch_size", "length", "lr_decay", "warmup")),
+    "svag.ell",
+    "svag.momentum_scaling",
+}
+
+
+def _replace_path(config: RunConfig, path: str, value: Any) -> RunConfig:
+    section, _, key = path.partition(".")
+    if not key:
+        return dataclasses.replace(config, **{section: value})
+    changes = {key: value}
+    if path in ("optimizer.eta", "optimizer.lr"):  # the grid's rate replaces the base rate, whichever kind it was
+        changes["lr" if key == "eta" else "eta"] = None
+    return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
+
+
+def expand_grid(config: RunConfig) -> list[RunConfig]:
+    """The member runs of a config with a ``[grid]`` (the Cartesian product, in file order); else ``[config]``.
+
+    Members carry no grid, so each one has the result key of the same run configured on its own.
+    """
+    if not config.grid:
+        return [config]
+    paths = [path for path, _ in config.grid]
+    members = []
+    base = dataclasses.replace(config, grid=(), vectorize=False)
+    for values in itertools.product(*(values for _, values in config.grid)):
+        member = base
+        for path, value in zip(paths, values, strict=True):
+            member = _replace_path(member, path, value)
+        label = ",".join(f"{p}={v}" for p, v in zip(paths, values, strict=True))
+        members.append(dataclasses.replace(member, name=f"{config.name}[{label}]"))
+    return members

