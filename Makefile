@@ -17,7 +17,7 @@ endif
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,lm]"
 	touch $@
 
 # Fashion-MNIST (the quick experiments' data) comes from the Debian package dataset-fashion-mnist: installed

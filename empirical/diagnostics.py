@@ -60,6 +60,8 @@ from torch.func import functional_call, grad, jvp, vjp, vmap
 
 from empirical.data import derive_seed
 from theory.params import check_momentum
+from theory.quadratic import stability_threshold
+from theory.svag import check_svag_factor
 
 __all__ = [
     "CurvatureNoiseSplit",
@@ -331,7 +333,7 @@ def curvature_noise_split(
     may matter).  ``generator`` seeds the power iteration (and the Hutchinson probes); default seed 0.
     """
     momentum = check_momentum(momentum, "momentum (beta)")
-    if int(ell) != ell or ell < 1:
+    if check_svag_factor(ell) != int(ell):
         raise ValueError(f"ell (SVAG factor) must be an integer >= 1, got {ell!r}")
     factor = batch_covariance_factor(batch_size, population)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -364,7 +366,8 @@ def curvature_noise_split(
         svag_ratio=ratio / ell,
         regime="noise-dominated" if ratio / ell < 1 else "curvature-dominated",
         momentum=momentum,
-        momentum_threshold=2 * (1 + momentum) / (1 - momentum),
+        sgd_threshold=float(stability_threshold(0.0, "sgd")),
+        momentum_threshold=float(stability_threshold(momentum, "heavy_ball")),
         method=method,
         examples=len(loss.targets),
         **eta_values,
