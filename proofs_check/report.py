@@ -53,8 +53,9 @@ def format_table(results: Sequence[ClaimResult]) -> str:
 
 
 def format_markdown(results: Sequence[ClaimResult]) -> str:
-    """GitHub-flavoured Markdown table of the same content."""
-    return tabulate(_rows(results), headers=_HEADERS, tablefmt="github") + "\n\n" + _summary(results) + "\n"
+    """GitHub-flavoured Markdown table of the same content (pipes inside cells escaped)."""
+    rows = [[cell.replace("|", "\\|") for cell in row] for row in _rows(results)]
+    return tabulate(rows, headers=_HEADERS, tablefmt="github") + "\n\n" + _summary(results) + "\n"
 
 
 def write_json(results: Sequence[ClaimResult], path: str | os.PathLike[str]) -> Path:

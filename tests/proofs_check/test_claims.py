@@ -9,7 +9,7 @@ import pytest
 
 from empirical.optim import NormalizedSGDM
 from mvm.cli import main
-from proofs_check import available_claims, format_markdown, run_all
+from proofs_check import ClaimResult, available_claims, format_markdown, run_all
 from proofs_check.coupling import check_coupling
 from proofs_check.form_equivalence import check_form_equivalence
 from proofs_check.lemma_2_4 import check_lemma_2_4
@@ -179,3 +179,11 @@ def test_theorem_4_5_passes_and_fails_for_sgdm_at_gamma() -> None:
     results = _by_id(check_theorem_4_5(quick=True, momentum=slow_time_sgdm_at_gamma))
     assert not results["theorem_4_5.toy.sgdm_alpha0"].passed
     assert not results["theorem_4_5.toy.sgd_vs_sgdm"].passed
+
+
+def test_markdown_escapes_pipes_inside_cells() -> None:
+    result = ClaimResult("c", "ref", "s", 1.0, 1.0, 1.0, 1.0, True, "|measured - predicted| <= 1e-9")
+    text = format_markdown([result])
+    header, *rows = [line for line in text.splitlines() if line.startswith("|") and "---" not in line]
+    for row in rows:  # every row has as many unescaped separators as the header
+        assert row.replace("\\|", "").count("|") == header.count("|")
