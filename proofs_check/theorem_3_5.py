@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from proofs_check.measure import worst_weak_errors
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
 from theory.integrators import EulerMaruyama
 from theory.problems import Problem, log_cosh_well
 from theory.sde import sgdm_sde
 from theory.simulate import SGD, SGDM, Method
-from theory.weak_error import WeakErrorResult, fit_weak_order, weak_error
+from theory.weak_error import WeakErrorResult, fit_weak_order
 
 __all__ = ["NONVANISHING_ORDER", "ORDER_TOLERANCE", "check_theorem_3_5", "momentum_for", "normalized_sgdm"]
 
@@ -52,19 +53,15 @@ def momentum_for(eta: float, alpha: float) -> float:
     return 0.9 if alpha == 0 else 1.0 - eta**alpha
 
 
-def _worst(results: tuple[WeakErrorResult, ...]) -> WeakErrorResult:
-    return max(results, key=lambda r: r.estimate)
-
-
 def _sweep(problem, method, etas, alpha, n_paths, seed, reference=None) -> list[WeakErrorResult]:
-    errors = []
-    for i, eta in enumerate(etas):
-        beta = momentum_for(eta, alpha)
-        other = SGD(problem, eta) if reference is None else reference(problem, eta)
-        errors.append(
-            _worst(weak_error(method(problem, eta, beta), other, list(_OBSERVABLES), [1.0], 1.0, n_paths, seed + i))
+    pairs = (
+        (
+            method(problem, eta, momentum_for(eta, alpha)),
+            SGD(problem, eta) if reference is None else reference(problem, eta),
         )
-    return errors
+        for eta in etas
+    )
+    return worst_weak_errors(pairs, _OBSERVABLES, [1.0], 1.0, n_paths, seed)
 
 
 def check_theorem_3_5(
