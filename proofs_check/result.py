@@ -16,6 +16,7 @@ class ClaimResult:
 
     ``criterion`` states the verdict rule with its tolerance in words (e.g. ``"measured >= predicted - 0.1"``);
     ``ci_low``/``ci_high`` bound ``measured`` (equal to it for exact, deterministic measurements).
+    ``wall_time_s`` is the run time of the claim's check divided evenly among the results it returned.
     """
 
     claim_id: str
