@@ -41,7 +41,7 @@ from empirical.models import MODELS, SequenceClassifier, build_model, resnet32, 
 from empirical.optim import NormalizedSGDM, check_weight_decay
 from empirical.records import CorruptRecordError, Record, ResultStore, config_key
 from empirical.svag import TrainSchedule, svag_combine, svag_loss, svag_schedule
-from empirical.train import RunResult, load_run_model, resolve_device, run_experiment, train_run
+from empirical.train import RunResult, load_run_model, resolve_device, run_experiment, train_members, train_run
 
 __all__ = [
     "DATASETS",
@@ -88,5 +88,6 @@ __all__ = [
     "svag_loss",
     "svag_schedule",
     "train_ensemble",
+    "train_members",
     "train_run",
 ]

@@ -66,6 +66,7 @@ __all__ = [
     "run_experiment",
     "run_info",
     "run_metrics",
+    "train_members",
     "train_run",
 ]
 
@@ -570,8 +571,25 @@ def run_experiment(
     if seed is not None:
         overrides["seed"] = seed
     config = dataclasses.replace(config, **overrides)
-    torch_device = resolve_device(config.device)
-    members = expand_grid(config)
+    return train_members(expand_grid(config), resume=resume, out=out, quiet=quiet, vectorize=config.vectorize)
+
+
+def train_members(
+    members: Sequence[RunConfig],
+    *,
+    resume: bool = False,
+    out: str | Path = "runs",
+    quiet: bool = False,
+    vectorize: bool = True,
+) -> list[RunResult]:
+    """Train a list of runs (finished records reused), results in the order of ``members``.
+
+    With ``vectorize`` the unfinished members that differ only in learning rate, momentum, weight decay,
+    SGD/normalized SGDM or seed train together as one ``torch.func`` ensemble
+    (:func:`empirical.ensemble.train_ensemble`); the others run one after another with :func:`train_run`.
+    Datasets are prepared once per distinct data/model/dtype (and few-shot seed) on the members' device.
+    """
+    members = list(members)
     results: dict[int, RunResult] = {}
     datasets: dict[str, Dataset] = {}
 
@@ -582,11 +600,12 @@ def run_experiment(
                 member.model.name,
                 member.model.options,
                 member.train.dtype,
+                member.device,
                 member.seed if member.data.few_shot_k else None,
             )
         )
         if key not in datasets:
-            datasets[key] = prepare_dataset(member, torch_device)
+            datasets[key] = prepare_dataset(member, resolve_device(member.device))
         return datasets[key]
 
     store = ResultStore(out)
@@ -597,7 +616,7 @@ def run_experiment(
             results[index] = cached
         else:
             pending.append(index)
-    if config.vectorize:
+    if vectorize:
         from empirical.ensemble import train_ensemble, vectorizable_groups
 
         for group in vectorizable_groups([members[i] for i in pending]):

@@ -8,6 +8,8 @@ Subcommands exist only once they do real work:
   :mod:`proofs_check`, prints the table and exits non-zero when a claim fails.
 * ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--out DIR] [--quiet]`` runs one
   experiment (:func:`empirical.train.run_experiment`).
+* ``mvm figures [--quick] [--only ID ...] [--out DIR] [--device cpu|cuda] [--data NAME=PATH]`` builds the
+  figures and tables (:func:`paper_figures.build_figures`): PNG, PDF and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def _derive_forms(latex: bool) -> str:
@@ -84,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--only", nargs="+", metavar="ID", help="run only these claim ids")
     verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    figures = commands.add_parser(
+        "figures", help="regenerate the paper's figures and tables (PNG, PDF, manifest.json) from cached results"
+    )
+    figures.add_argument("--quick", action="store_true", help="CPU scale from offline data (minutes on 2 cores)")
+    figures.add_argument("--only", nargs="+", metavar="ID", help="build only these figure ids (see --list)")
+    figures.add_argument("--out", default="results/figures", help="output folder (default: results/figures)")
+    figures.add_argument("--cache", default="results/cache", help="cache of computed results (default: results/cache)")
+    figures.add_argument("--device", default="cpu", help="device of the training runs: cpu, cuda or cuda:N")
+    figures.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="local data or model path for paper scale, e.g. imagenet=/data/imagenet (repeatable)",
+    )
+    figures.add_argument("--recompute", action="store_true", help="ignore cached figure data (runs are still reused)")
+    figures.add_argument("--gallery", metavar="DIR", help="also write small PNG copies there (the README gallery)")
+    figures.add_argument("--list", action="store_true", help="list the figure ids and exit")
+    figures.add_argument("--no-progress", action="store_true", help="no progress output")
+
     train = commands.add_parser("train", help="run one training experiment from a TOML config file")
     train.add_argument("config", help="path of the experiment's TOML file (see configs/)")
     train.add_argument("--device", help="override the config's device: cpu, cuda or cuda:N")
@@ -109,6 +132,48 @@ def _verify(args: argparse.Namespace) -> int:
     if args.markdown:
         write_text(format_markdown(results), args.markdown)
     return 0 if all(r.passed for r in results) else 1
+
+
+def _parse_data(pairs: Sequence[str]) -> dict[str, str]:
+    data = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--data takes NAME=PATH, got {pair!r}")
+        data[name] = path
+    return data
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from paper_figures import available_figures, build_figures, get_figure
+
+    if args.list:
+        for figure_id in available_figures():
+            spec = get_figure(figure_id)
+            print(f"{figure_id:24s} {spec.kind:9s} {spec.title}")
+        return 0
+
+    def report(outcome) -> None:
+        origin = "computed" if outcome.computed else "cached"
+        files = ", ".join(path.name for path in outcome.files)
+        print(f"{outcome.figure_id}: {origin}, {outcome.wall_time_s:.1f} s -> {files}", flush=True)
+        for name, value in outcome.summary.items():
+            print(f"    {name}: {value}", flush=True)
+
+    build_figures(
+        args.only,
+        scale="quick" if args.quick else "full",
+        out=args.out,
+        cache_dir=args.cache,
+        device=args.device,
+        data=_parse_data(args.data),
+        progress=not args.no_progress,
+        recompute=args.recompute,
+        gallery=args.gallery,
+        on_figure=report,
+    )
+    print(f"manifest: {Path(args.out) / 'manifest.json'}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -142,6 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "verify":
         return _verify(args)
+    if args.command == "figures":
+        try:
+            return _figures(args)
+        except ValueError as exc:  # unknown ids, a missing --data path, a bad device
+            print(f"mvm figures: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "train":
         try:
             return _train(args)
