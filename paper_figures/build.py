@@ -80,7 +80,8 @@ def _cached(store: ResultStore, key_config: dict[str, Any], runs: ResultStore, c
     if record is None or record.status != "completed":
         return None
     for run in record.info.get("runs", []):
-        if record_digest(runs, run["key"]) != run["sha256"]:
+        intact = not discard_corrupt_entries(runs, [run["key"]])
+        if not intact or record_digest(runs, run["key"]) != run["sha256"]:
             _log(context, f"{key_config['figure']}: run record {run['key']} changed or is missing; recomputing")
             return None
     return record

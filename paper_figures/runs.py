@@ -15,8 +15,8 @@ from paper_figures.registry import FigureContext
 __all__ = ["discard_corrupt_entries", "record_digest", "train_figure_runs"]
 
 
-def discard_corrupt_entries(store: ResultStore, identities: Sequence[dict]) -> list[str]:
-    """Delete the entries of ``identities`` that are corrupted or partial; returns their keys.
+def discard_corrupt_entries(store: ResultStore, identities: Sequence[dict | str]) -> list[str]:
+    """Delete the entries of ``identities`` (configs or keys) that are corrupted or partial; returns their keys.
 
     A partial entry is what a killed writer leaves (curves without a record, a truncated file); it is
     detected by :meth:`empirical.records.ResultStore.load` and must be recomputed, never plotted.  An
@@ -29,7 +29,7 @@ def discard_corrupt_entries(store: ResultStore, identities: Sequence[dict]) -> l
         except CorruptRecordError as exc:
             print(f"cache: discarding a corrupted entry and recomputing it: {exc}", file=sys.stderr)
             shutil.rmtree(store.entry_dir(identity))
-            discarded.append(store.key(identity))
+            discarded.append(identity if isinstance(identity, str) else store.key(identity))
     return discarded
 
 
