@@ -52,7 +52,7 @@ from theory.quadratic_symbolic import eta as eta_symbol
 from theory.quadratic_symbolic import h as h_symbol
 from theory.quadratic_symbolic import s as s_symbol
 from theory.quadratic_symbolic import stationary_variance_symbolic
-from theory.simulate import SGD, SGDM, Method, Seed, run_lockstep
+from theory.simulate import SGD, SGDM, Method, run_lockstep
 
 __all__ = [
     "BETA_COLORS",
@@ -82,7 +82,7 @@ def stationary_second_moments(
     burn_in: int,
     window: int,
     n_paths: int,
-    seed: Seed,
+    seed: int | np.random.SeedSequence | np.random.Generator,
     *,
     period_steps: int = 1,
 ) -> np.ndarray:
@@ -264,10 +264,8 @@ def stationary_ratio_comparison(
 
     orders = tuple(int(n) for n in series_orders)
     beta_value = float(series_beta)
-    series = []
-    for order in orders:
-        coefficients = [float(c.subs(beta_symbol, beta_value)) for c in ratio_series_coefficients(order)]
-        series.append(np.polynomial.polynomial.polyval(grid, coefficients))
+    coefficients = [float(c.subs(beta_symbol, beta_value)) for c in ratio_series_coefficients(max(orders))]
+    series = [np.polynomial.polynomial.polyval(grid, coefficients[: order + 1]) for order in orders]
 
     problem = noisy_quadratic(np.diag(mc_grid), np.eye(mc_grid.size))
     methods = [SGD(problem, 1.0, sigma=1.0)] + [SGDM(problem, 1.0, beta=beta, sigma=1.0) for beta in betas]

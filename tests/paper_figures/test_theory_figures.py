@@ -123,6 +123,10 @@ def test_stationary_ratio_series_coefficients_and_monte_carlo(tiny_build: dict[s
         np.testing.assert_allclose(_array(comparison["series"])[k], truncated, rtol=1e-12)
     z = (_array(comparison["mc_ratio"]) - _array(comparison["mc_exact"])) / _array(comparison["mc_se"])
     assert np.all(np.abs(z) <= Z), z
+    # The check has power: half the momentum correction (beta/(1+beta) instead of 2beta/(1+beta)) is rejected.
+    x_mc, betas = _array(comparison["mc_eta_h"]), np.asarray(comparison["betas"])[:, None]
+    wrong = 1 + betas / (1 + betas) * x_mc / (2 - x_mc)
+    assert np.any(np.abs(_array(comparison["mc_ratio"]) - wrong) > Z * _array(comparison["mc_se"]))
 
 
 def test_stationary_ratio_rejects_unstable_eta_h_and_short_burn_in() -> None:
@@ -162,13 +166,20 @@ def test_stability_boundaries_are_the_jury_thresholds_and_the_measured_edges(tin
     }
     for i, method in enumerate(methods):
         np.testing.assert_allclose(_array(regions["thresholds"])[i], expected[method], rtol=1e-12)
-    # The measured edge sits where |c| rho^K = 1: within log|c| / (K - W) of rho = 1, |c| <= (1+b)/(1-b); near the
-    # edge |d rho / d(eta h)| >= 1 for these methods (heavy ball: exactly 1), so that bounds the edge in eta*h.
+    # The measured edge sits where the amplitude |c| rho^(K-W) of the slowest mode is 1, i.e. inside the region with
+    # 0 <= 1 - rho <= log|c| / (K - W); at the heavy-ball edge |c| = (1+b)/(1-b) (x0 = 1, m0 = 0).  Checked on the
+    # spectral radius of the transition matrix (independent of the iteration and of the threshold formulas), with one
+    # unit of log-amplitude to spare for the second root and for c evaluated off the edge.
     measured_betas, steps = _array(regions["measured_betas"]), regions["steps"]
-    tolerance = (np.log((1 + measured_betas) / (1 - measured_betas)) + 1.0) / (steps - 50)
+    allowance = (np.log((1 + measured_betas) / (1 - measured_betas)) + 1.0) / (steps - 50)
     for i, method in enumerate(methods):
-        gap = np.abs(_array(regions["measured"])[i] - _array(regions["measured_thresholds"])[i])
-        assert np.all(gap <= tolerance), (method, gap, tolerance)
+        edges = _array(regions["measured"])[i]
+        radius = np.array(
+            [transition_spectral_radius(method, [e], b)[0] for e, b in zip(edges, measured_betas, strict=True)]
+        )
+        assert np.all(radius <= 1.0 + 1e-12) and np.all(1.0 - radius <= allowance), (method, radius, allowance)
+        relative = np.abs(edges / _array(regions["measured_thresholds"])[i] - 1)
+        assert np.all(relative <= 0.01), (method, relative)  # the figure resolves the edge to better than 1%
     heavy_ball = methods.index("heavy_ball")
     assert regions["radius_thresholds"][heavy_ball] == pytest.approx(2 * 1.9 / 0.1)  # beta = 0.9: 38
 
@@ -249,6 +260,8 @@ def test_svag_oracle_10_and_the_exact_curve(tiny_build: dict[str, Any]) -> None:
     se = half / stats.t.ppf(0.975, result["mc_n_paths"] - 1)
     z = (_array(result["mc_mean"]) - _array(result["mc_exact"])) / se
     assert np.all(np.abs(z) <= Z), z
+    # ... and detects the SDE's value eta s^2 / (2h), which ignores SVAG's O(1/ell) discretization bias.
+    assert np.any(np.abs(_array(result["mc_mean"]) - result["sde_variance"]) > Z * se)
     fit = fit_weak_order(1 / _array(result["weak_ells"]), result["weak_errors"], result["weak_standard_errors"])
     assert result["order"] == pytest.approx(fit.order, rel=1e-12)
 
