@@ -219,7 +219,7 @@ def _settings(context: FigureContext) -> dict[str, Any]:
     return {
         **common,
         "etas": [0.1, 0.01, 0.001, 0.0001],
-        "n_points": 161,
+        "n_points": 81,
         "mc_eta": 0.01,
         "mc_points": 33,
         "n_paths": 100_000,

@@ -225,7 +225,7 @@ def _settings(context: FigureContext) -> dict[str, Any]:
         return {**common, "eta_range": [0.01, 0.3], "n_etas": 3, "ells": [1, 4, 16], "n_paths": 100_000}
     if context.scale == "quick":
         return {**common, "eta_range": [0.003, 0.3], "n_etas": 7, "ells": [1, 2, 4, 8, 16, 32], "n_paths": 1_000_000}
-    return {**common, "eta_range": [0.001, 0.3], "n_etas": 11, "ells": [1, 2, 4, 8, 16, 32, 64], "n_paths": 20_000_000}
+    return {**common, "eta_range": [0.001, 0.3], "n_etas": 11, "ells": [1, 2, 4, 8, 16, 32, 64], "n_paths": 4_000_000}
 
 
 def _compute(settings: Mapping[str, Any], context: FigureContext) -> Computed:
