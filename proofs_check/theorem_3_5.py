@@ -21,7 +21,7 @@ Predictions and verdicts:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from proofs_check.measure import worst_weak_errors
 from proofs_check.registry import register
@@ -32,7 +32,14 @@ from theory.sde import sgdm_sde
 from theory.simulate import SGD, SGDM, Method
 from theory.weak_error import WeakErrorResult, fit_weak_order
 
-__all__ = ["NONVANISHING_ORDER", "ORDER_TOLERANCE", "check_theorem_3_5", "momentum_for", "normalized_sgdm"]
+__all__ = [
+    "NONVANISHING_ORDER",
+    "ORDER_TOLERANCE",
+    "check_theorem_3_5",
+    "momentum_for",
+    "normalized_sgdm",
+    "weak_error_sweep",
+]
 
 REFERENCE = "Theorem 3.5; Definition 3.1; THEORY.md 3.3-3.6, oracle 24"
 STATEMENT = "over T/eta steps SGDM and SGD differ weakly by O(eta^((1-alpha)/2)) for alpha < 1; not for alpha >= 1"
@@ -53,7 +60,20 @@ def momentum_for(eta: float, alpha: float) -> float:
     return 0.9 if alpha == 0 else 1.0 - eta**alpha
 
 
-def _sweep(problem, method, etas, alpha, n_paths, seed, reference=None) -> list[WeakErrorResult]:
+def weak_error_sweep(
+    problem: Problem,
+    method: MomentumMethod,
+    etas: Sequence[float],
+    alpha: float,
+    n_paths: int,
+    seed: int,
+    reference: Callable[[Problem, float], Method] | None = None,
+) -> list[WeakErrorResult]:
+    r"""Weak error of ``method`` at :math:`1-\beta=\eta^\alpha` against SGD (or ``reference``) for each ``eta``.
+
+    :math:`\max_{k\le1/\eta}|\mathbb Eh(x_k)-\mathbb Eh(z_k)|` over :math:`h(x)=x` and :math:`h(x)=x^2` (the
+    larger), from :math:`x_0=1`, :math:`\sigma=\eta^{-1/2}`, common random numbers (:func:`worst_weak_errors`).
+    """
     pairs = (
         (
             method(problem, eta, momentum_for(eta, alpha)),
@@ -73,7 +93,7 @@ def check_theorem_3_5(
     n_paths = 20_000 if quick else 200_000
     results = []
     for alpha in (0.0, 0.25, 0.5, 0.75, 1.0, 1.5):
-        errors = _sweep(problem, method, etas, alpha, n_paths, seed)
+        errors = weak_error_sweep(problem, method, etas, alpha, n_paths, seed)
         fit = fit_weak_order(etas, errors)
         details = {
             "etas": etas,
@@ -109,7 +129,7 @@ def check_theorem_3_5(
     def underdamped(problem: Problem, eta: float) -> Method:
         return EulerMaruyama(sgdm_sde(problem, eta, alpha=1.0, c=1.0), eta / 4)
 
-    errors = _sweep(problem, method, etas, 1.0, n_paths, seed + 100, reference=underdamped)
+    errors = weak_error_sweep(problem, method, etas, 1.0, n_paths, seed + 100, reference=underdamped)
     fit = fit_weak_order(etas, errors)
     results.append(
         ClaimResult(
