@@ -129,9 +129,10 @@ def register(spec: FigureSpec) -> FigureSpec:
 
 def available_figures() -> list[str]:
     """Every figure ID, in the order ``mvm figures`` builds them."""
-    import paper_figures.catalog  # noqa: F401  (registers every figure)
+    from paper_figures.catalog import FIGURE_MODULES  # importing it registers every figure
 
-    return list(_REGISTRY)
+    order = {name: position for position, name in enumerate(FIGURE_MODULES)}
+    return sorted(_REGISTRY, key=lambda figure_id: order.get(_REGISTRY[figure_id].compute.__module__, len(order)))
 
 
 def get_figure(figure_id: str) -> FigureSpec:
