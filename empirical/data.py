@@ -737,7 +737,7 @@ def load_text_task(task: str, root: str | os.PathLike[str]) -> Dataset:
     spec = TEXT_TASKS[task]
     root = Path(root)
     hint = (
-        f"{task} is read from a local task folder with train.tsv (or train.jsonl) and test.tsv / dev.tsv "
+        f"{task} is read from a local task folder with train.tsv (or .jsonl, or LM-BFF's .csv) and test.tsv / dev.tsv "
         "(e.g. the LM-BFF / MeZO k-shot data); pass that folder as data.root."
     )
     if not root.is_dir():
