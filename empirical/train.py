@@ -42,6 +42,7 @@ from empirical.data import (
     TensorSplit,
     derive_seed,
     few_shot_subset,
+    fixed_subset,
     load_dataset,
     random_crop_flip,
 )
@@ -116,8 +117,13 @@ def resolve_device(device: str) -> torch.device:
 
 
 def prepare_dataset(config: RunConfig, device: torch.device) -> Dataset:
-    """Load, few-shot-select, tokenize (text models), cast to ``train.dtype`` and move the data of ``config``."""
+    """Load, subset (``data.train_subset``), few-shot-select, tokenize (text models), cast and move ``config``'s data.
+
+    Casting is to ``train.dtype``; moving to ``device``.
+    """
     dataset = load_dataset(config.data.name, **config.data.options)
+    if config.data.train_subset:
+        dataset = dataclasses.replace(dataset, train=fixed_subset(dataset.train, config.data.train_subset))
     if config.data.few_shot_k:
         dataset = dataclasses.replace(
             dataset, train=few_shot_subset(dataset.train, config.data.few_shot_k, config.seed)
