@@ -249,7 +249,7 @@ def _compute(settings: Mapping[str, Any], context: FigureContext) -> Computed:
 
 def plot_svag_sweep(data: Mapping[str, Any], stem: str | Path) -> list[Path]:
     """One column per ell: test accuracy (top) and training loss (bottom) against SDE time, with bands."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     per_ell = data["per_ell"]
     info = data.get("settings", {})
@@ -282,7 +282,7 @@ def plot_svag_sweep(data: Mapping[str, Any], stem: str | Path) -> list[Path]:
         gap_text = "" if gap is None else f"\ngap {gap['text']} pp" + ("*" if gap["excludes_zero"] else "")
         top.set_title(f"$\\ell$ = {entry['ell']}{gap_text}")
         bottom.set_yscale("log")
-        bottom.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+        bottom.yaxis.set_major_locator(FixedLocator([0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10]))
         bottom.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         bottom.yaxis.set_minor_formatter(NullFormatter())
         bottom.set_xlabel("epoch (SDE time)")
