@@ -10,6 +10,7 @@ A config file has the sections below (``configs/*.toml`` holds worked examples, 
     name = "cifar10"
     root = "/data/cifar-10-batches-py"
     few_shot_k = 0                      # > 0: k training examples per class (few-shot setting)
+    train_subset = 0                    # > 0: train on this many examples, one fixed subset for every seed
 
     [model]                             # name + the builder's options (empirical.models.MODELS)
     name = "resnet32"
@@ -117,16 +118,23 @@ def _check_choice_options(
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset ``name`` (a key of :data:`empirical.data.DATASETS`), its loader ``options``, few-shot ``k``."""
+    """Dataset ``name`` (a key of :data:`empirical.data.DATASETS`), its loader ``options``, few-shot ``k``.
+
+    ``train_subset`` > 0 trains on that many training examples, one fixed subset
+    (:func:`empirical.data.fixed_subset`) shared by every seed and optimizer; 0 uses them all.
+    """
 
     name: str
     options: Mapping[str, Any] = field(default_factory=dict)
     few_shot_k: int = 0
+    train_subset: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice_options("dataset", self.name, DATASETS, self.options, 0, ("name", "few_shot_k"))
+        _check_choice_options("dataset", self.name, DATASETS, self.options, 0, ("name", "few_shot_k", "train_subset"))
         if self.few_shot_k:
             _check_positive_int(self.few_shot_k, "data.few_shot_k")
+        if self.train_subset:
+            object.__setattr__(self, "train_subset", _check_positive_int(self.train_subset, "data.train_subset"))
         object.__setattr__(self, "options", dict(self.options))
 
 
@@ -318,6 +326,8 @@ class RunConfig:
         """The JSON-able dict that keys this run's results (everything but ``name``)."""
         document = dataclasses.asdict(self)
         del document["name"]
+        if not self.data.train_subset:
+            del document["data"]["train_subset"]  # so runs on the whole training set keep their keys
         if not self.grid:
             del document["grid"], document["vectorize"]
         else:
@@ -416,7 +426,12 @@ def config_from_dict(document: Mapping[str, Any]) -> RunConfig:
             raise ValueError(f"grid.{path} must be a non-empty list, got {values!r}")
         grid_items.append((path, tuple(values)))
     config = RunConfig(
-        data=DataConfig(name=data.pop("name"), few_shot_k=data.pop("few_shot_k", 0), options=data),
+        data=DataConfig(
+            name=data.pop("name"),
+            few_shot_k=data.pop("few_shot_k", 0),
+            train_subset=data.pop("train_subset", 0),
+            options=data,
+        ),
         model=ModelConfig(name=model.pop("name"), options=model),
         optimizer=_build(OptimizerConfig, "optimizer", _section(document, "optimizer")),
         train=_build(TrainConfig, "train", _section(document, "train")),

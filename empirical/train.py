@@ -42,6 +42,7 @@ from empirical.data import (
     TensorSplit,
     derive_seed,
     few_shot_subset,
+    fixed_subset,
     load_dataset,
     random_crop_flip,
 )
@@ -116,12 +117,15 @@ def resolve_device(device: str) -> torch.device:
 
 
 def prepare_dataset(config: RunConfig, device: torch.device) -> Dataset:
-    """Load, few-shot-select, tokenize (text models), cast to ``train.dtype`` and move the data of ``config``.
+    """Load, subset (``data.train_subset``), few-shot-select, tokenize (text models), cast to ``train.dtype`` and
+    move the data of ``config`` to ``device``.
 
     A text model with ``train_top_layers`` = :math:`k` > 0 gets the outputs of its frozen embeddings and lower
     layers (:func:`empirical.models.encode_frozen_layers`), computed here once for the whole run.
     """
     dataset = load_dataset(config.data.name, **config.data.options)
+    if config.data.train_subset:
+        dataset = dataclasses.replace(dataset, train=fixed_subset(dataset.train, config.data.train_subset))
     if config.data.few_shot_k:
         dataset = dataclasses.replace(
             dataset, train=few_shot_subset(dataset.train, config.data.few_shot_k, config.seed)
