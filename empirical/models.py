@@ -72,21 +72,30 @@ class SmallCNN(nn.Module):
     """Two 3x3 convolution + ReLU + 2x max-pool stages (``width``, ``2*width`` channels), then a ReLU MLP head.
 
     Works on images ``(C, H, W)`` (2-D convolutions) and on signals ``(L,)`` or ``(C, L)`` (1-D
-    convolutions, e.g. MNIST-1D).
+    convolutions, e.g. MNIST-1D).  ``downsample`` > 1 average-pools the input by that factor first: the
+    convolutions then cost ``downsample**2`` times less on images, which is what lets a CPU train grids
+    of CNN ensembles in minutes (Fashion-MNIST at 14x14 keeps the classes apart).
     """
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 32, hidden: int = 128) -> None:
+    def __init__(
+        self, input_shape: Sequence[int], num_classes: int, width: int = 32, hidden: int = 128, downsample: int = 1
+    ) -> None:
         super().__init__()
+        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+            raise ValueError(f"model.downsample must be an integer >= 1, got {downsample!r}")
         shape = tuple(int(s) for s in input_shape)
         if len(shape) == 1:
             shape = (1, *shape)
         if len(shape) not in (2, 3):
             raise ValueError(f"SmallCNN needs inputs of shape (L,), (C, L) or (C, H, W), got {tuple(input_shape)}")
         self.input_shape = shape
-        conv, pool = (nn.Conv1d, nn.MaxPool1d) if len(shape) == 2 else (nn.Conv2d, nn.MaxPool2d)
-        spatial = [s // 4 for s in shape[1:]]
+        conv, pool, average = (
+            (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d) if len(shape) == 2 else (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+        )
+        spatial = [s // downsample // 4 for s in shape[1:]]
         if min(spatial) < 1:
-            raise ValueError(f"SmallCNN pools twice by 2: input size {shape[1:]} is too small")
+            raise ValueError(f"SmallCNN pools by {downsample} and then twice by 2: input size {shape[1:]} is too small")
+        self.pool_input = average(downsample) if downsample > 1 else nn.Identity()  # holds no parameters
         self.features = nn.Sequential(
             conv(shape[0], width, 3, padding=1),
             nn.ReLU(),
@@ -101,7 +110,7 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(inputs.reshape(inputs.shape[0], *self.input_shape)))
+        return self.head(self.features(self.pool_input(inputs.reshape(inputs.shape[0], *self.input_shape))))
 
 
 # ----------------------------------------------------------------------------------------- ResNets
@@ -447,10 +456,10 @@ def _mlp(dataset: Dataset, hidden: Sequence[int] = (128,)) -> nn.Module:
     return MLP(math.prod(dataset.input_shape), dataset.num_classes, hidden)
 
 
-def _small_cnn(dataset: Dataset, width: int = 32, hidden: int = 128) -> nn.Module:
+def _small_cnn(dataset: Dataset, width: int = 32, hidden: int = 128, downsample: int = 1) -> nn.Module:
     if dataset.input_shape is None:
         raise ValueError(f"model 'small_cnn' needs numeric inputs; dataset {dataset.name!r} is text")
-    return SmallCNN(dataset.input_shape, dataset.num_classes, width, hidden)
+    return SmallCNN(dataset.input_shape, dataset.num_classes, width, hidden, downsample)
 
 
 def _resnet32(dataset: Dataset) -> nn.Module:

@@ -58,6 +58,21 @@ def test_small_models_shapes() -> None:
         SmallCNN((1, 3, 3), 10)
 
 
+def test_small_cnn_downsample_is_an_average_pool_of_the_input() -> None:
+    torch.manual_seed(0)
+    coarse = SmallCNN((1, 28, 28), 10, width=4, hidden=8, downsample=2)
+    fine = SmallCNN((1, 14, 14), 10, width=4, hidden=8)
+    fine.load_state_dict(coarse.state_dict())  # same parameters: the pool holds none
+    images = torch.randn(5, 1, 28, 28)
+    pooled = images.reshape(5, 1, 14, 2, 14, 2).mean(dim=(3, 5))
+    torch.testing.assert_close(coarse(images), fine(pooled), rtol=1e-5, atol=1e-6)
+    assert SmallCNN((40,), 10, width=4, downsample=2)(torch.randn(3, 40)).shape == (3, 10)
+    with pytest.raises(ValueError, match="downsample must be an integer >= 1"):
+        SmallCNN((1, 28, 28), 10, downsample=0)
+    with pytest.raises(ValueError, match="pools by 8 and then twice by 2"):
+        SmallCNN((1, 28, 28), 10, downsample=8)
+
+
 def _digits_like() -> Dataset:
     split = TensorSplit(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
     return Dataset("toy", split, split, num_classes=10, input_shape=(1, 8, 8))
