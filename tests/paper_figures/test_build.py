@@ -187,3 +187,20 @@ def test_mean_interval_matches_scipy_and_paired_difference_uses_pairs() -> None:
         paired_difference_interval([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="finite"):
         mean_interval([1.0, float("nan")])
+
+
+def test_every_figure_id_builds_at_tiny_scale_and_the_manifest_lists_every_file(
+    tmp_path: Path, figure_data: dict[str, str]
+) -> None:
+    """All IDs in one build from fixture data: non-empty PNG and PDF each, and nothing unlisted in ``out``."""
+    out = tmp_path / "out"
+    outcomes = build_figures(scale="tiny", out=out, cache_dir=tmp_path / "cache", data=figure_data, progress=False)
+    assert [o.figure_id for o in outcomes] == available_figures()
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {name for entry in manifest["figures"] for name in entry["files"]}
+    assert listed == {path.name for path in out.iterdir()} - {"manifest.json"}
+    for entry in manifest["figures"]:
+        suffixes = {Path(name).suffix for name in entry["files"]}
+        assert {".png", ".pdf"} <= suffixes, entry["id"]
+        assert all((out / name).stat().st_size > 0 for name in entry["files"])
+        assert entry["records"][0]["store"] == "figures" and entry["summary"], entry["id"]
