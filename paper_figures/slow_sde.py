@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from paper_figures.figure_parts import restore_dataclass
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
 from paper_figures.style import FULL_WIDTH, OPTIMIZER_COLORS, PALETTE, new_figure, save_figure
 from theory.manifold_models import (
@@ -165,13 +166,8 @@ def _compute(settings: Mapping[str, Any], context: FigureContext) -> Computed:
 
 
 def _plot(data: Mapping[str, Any], stem: Path) -> list[Path]:
-    comparison = SlowSDEComparison(
-        **{
-            k: (tuple(v) if k == "etas" else np.asarray(v) if isinstance(v, list) else v)
-            for k, v in data["comparison"].items()
-        }
-    )
-    manifold = ToyManifoldFigureData(**{k: np.asarray(v) for k, v in data["manifold"].items()})
+    comparison = restore_dataclass(SlowSDEComparison, data["comparison"], tuples=("etas",))
+    manifold = restore_dataclass(ToyManifoldFigureData, data["manifold"])
     return plot_slow_sde(comparison, manifold, stem)
 
 

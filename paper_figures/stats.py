@@ -56,7 +56,7 @@ def _check(samples: Sequence[float] | np.ndarray, level: float) -> np.ndarray:
 
 
 def mean_interval(samples: Sequence[float] | np.ndarray, level: float = 0.95) -> Interval:
-    """Mean of ``samples`` and its Student-t confidence interval."""
+    r"""Mean of ``samples`` and its Student-t interval :math:`\bar a\pm t_{n-1,(1+c)/2}\,s_a/\sqrt n`."""
     values = _check(samples, level)
     mean = float(values.mean())
     if values.size < 2:
@@ -68,7 +68,8 @@ def mean_interval(samples: Sequence[float] | np.ndarray, level: float = 0.95) ->
 def paired_difference_interval(
     first: Sequence[float] | np.ndarray, second: Sequence[float] | np.ndarray, level: float = 0.95
 ) -> Interval:
-    """Mean of ``first[i] - second[i]`` over paired replicates (same seed) and its Student-t interval."""
+    r"""Mean of ``first[i] - second[i]`` over paired replicates (same seed) and its Student-t interval
+    :math:`\overline{a-b}\pm t_{n-1,(1+c)/2}\,s_{a-b}/\sqrt n` (common random numbers make it narrow)."""
     a, b = _check(first, level), _check(second, level)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need equal lengths, got {a.size} and {b.size}")
