@@ -88,6 +88,8 @@ def _limit_second_moment(alpha: float, eta: float, c: float, h: float, x0: float
 
 
 def _check_grid(etas: Sequence[float], T: float, n_points: int) -> None:
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
+        raise ValueError(f"n_points and mc_points must be integers >= 2 (a time grid), got {n_points!r}")
     for eta in etas:
         steps = round(T / eta)
         if abs(steps * eta - T) > 1e-9 * T or steps % (n_points - 1):

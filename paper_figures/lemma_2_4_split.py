@@ -60,6 +60,7 @@ class Lemma24Split:
     x: float
     gradient: float
     hessian: float
+    covariance: float  # the noise covariance Sigma(x) at sigma = 1
     etas: np.ndarray
     descent: np.ndarray
     curvature: np.ndarray
@@ -136,6 +137,7 @@ def lemma_2_4_split(
         x=float(x),
         gradient=gradient,
         hessian=hessian,
+        covariance=covariance,
         etas=np.asarray(etas, dtype=np.float64),
         descent=np.array([t.descent for t in terms]),
         curvature=np.array([t.curvature for t in terms]),
@@ -187,8 +189,13 @@ def plot_lemma_2_4_split(split: Lemma24Split, out_stem: str | Path) -> list[Path
 
     value, low, high = split.measured_ratio
     ratio_ax.plot(split.etas, split.ratio, color="0.15", label=r"formula, $\sigma=\eta^{-1/2}$")
+    fixed_sigma_ratio = split.gradient**2 / split.covariance  # curvature/noise = g^2 / (sigma^2 Sigma) at sigma = 1
     ratio_ax.axhline(
-        split.gradient**2, color="0.55", ls="--", lw=1.0, label=r"formula, $\sigma$ = 1 fixed (large batch)"
+        fixed_sigma_ratio,
+        color="0.55",
+        ls="--",
+        lw=1.0,
+        label=r"formula, $\sigma$ = 1 fixed (large batch)",
     )
     interval_errorbar(ratio_ax, split.etas, value, low, high, marker="o", ms=3, color="0.15")
     ratio_ax.set_xscale("log")
@@ -196,7 +203,7 @@ def plot_lemma_2_4_split(split: Lemma24Split, out_stem: str | Path) -> list[Path
     ratio_ax.set_xlabel(r"learning rate $\eta$")
     ratio_ax.set_ylabel("curvature-induced / noise-induced")
     ratio_ax.set_title("noise dominates as $\\eta\\to0$")
-    ratio_ax.set_ylim(top=30.0 * split.gradient**2)
+    ratio_ax.set_ylim(top=30.0 * fixed_sigma_ratio)
     ratio_ax.legend(loc="upper left")
 
     svag_ax.plot(split.ells, split.svag_curvature, color=TERM_COLORS["curvature"], label=r"curvature $\propto1/\ell$")
@@ -275,5 +282,6 @@ LEMMA_2_4_FIGURE = register(
         settings=_settings,
         compute=_compute,
         plot=_plot,
+        version=2,  # 2: stores Sigma(x), so the fixed-sigma ratio line is g^2 / Sigma
     )
 )

@@ -100,6 +100,10 @@ def measured_stability_edge(
     momenta = np.array([check_momentum(float(b)) for b in betas])
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= _WINDOW:
         raise ValueError(f"steps must be an integer > {_WINDOW}, got {steps!r}")
+    if not (len(bracket) == 2 and 0.0 < bracket[0] < bracket[1] and np.isfinite(bracket[1])):
+        raise ValueError(f"bracket must be (low, high) with 0 < low < high < inf, got {bracket!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
     low, high = np.full(momenta.shape, np.log(bracket[0])), np.full(momenta.shape, np.log(bracket[1]))
     if np.any(_diverges(method, np.exp(low), momenta, steps)) or not np.all(
         _diverges(method, np.exp(high), momenta, steps)

@@ -262,6 +262,8 @@ def stationary_ratio_comparison(
     symbolic = np.array([symbolic_ratio(grid, beta) for beta in betas])
     identity = np.array([[regime_loss_ratio(float(x), beta)[0] for x in marks] for beta in betas])
 
+    if not series_orders or any(int(n) != n or n < 1 for n in series_orders):
+        raise ValueError(f"series_orders must be a non-empty list of integers >= 1, got {list(series_orders)}")
     orders = tuple(int(n) for n in series_orders)
     beta_value = float(series_beta)
     coefficients = [float(c.subs(beta_symbol, beta_value)) for c in ratio_series_coefficients(max(orders))]

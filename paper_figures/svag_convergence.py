@@ -39,6 +39,7 @@ from paper_figures.stationary_ratio import BURN_IN_RELAXATION_TIMES, stationary_
 from paper_figures.stats import mean_interval
 from paper_figures.style import FULL_WIDTH, OPTIMIZER_COLORS, PALETTE, new_figure, save_figure
 from proofs_check.svag import WEAK_ORDER_ETA, svag_weak_errors
+from theory.params import check_learning_rate
 from theory.problems import noisy_quadratic
 from theory.quadratic import sde_stationary_covariance, stationary_covariance
 from theory.simulate import SVAG
@@ -119,6 +120,9 @@ def svag_convergence(
     for ell in mc_ells:
         if int(ell) != ell or ell < 1 or int(ell) & (int(ell) - 1):
             raise ValueError(f"mc_ells must be powers of 2 (common time grid), got {list(mc_ells)}")
+    eta = check_learning_rate(eta, "eta")
+    if not (isinstance(h, int | float) and h > 0 and np.isfinite(h)):
+        raise ValueError(f"h (the curvature) must be a finite number > 0, got {h!r}")
     if 2.0 * h * eta * burn_in < BURN_IN_RELAXATION_TIMES:
         needed = int(np.ceil(BURN_IN_RELAXATION_TIMES / (2.0 * h * eta)))
         raise ValueError(f"burn_in = {burn_in} steps of eta is shorter than the relaxation needs: need >= {needed}")

@@ -114,7 +114,8 @@ def plot_weak_error_slopes(slopes: WeakErrorSlopes, out_stem: str | Path) -> lis
             label=rf"$\alpha$={alpha:g}: fit {slopes.order[i]:.2f} [{slopes.order_low[i]:.2f}, "
             rf"{slopes.order_high[i]:.2f}], bound {slopes.predicted[i]:g}",
         )
-        anchor = slopes.errors[i, 0] * (fine / slopes.etas[0]) ** slopes.predicted[i]
+        largest = int(np.argmax(slopes.etas))  # the reference slope starts at the largest-eta point
+        anchor = slopes.errors[i, largest] * (fine / slopes.etas[largest]) ** slopes.predicted[i]
         left.plot(fine, anchor, color=color, lw=0.9, ls=":")
     left.set_xscale("log")
     left.set_yscale("log")

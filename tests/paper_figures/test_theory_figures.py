@@ -207,10 +207,11 @@ def test_weak_error_slopes_are_claim_3s_measurement(tiny_build: dict[str, Any]) 
     settings = get_figure("fig_weak_error_slopes").settings(FigureContext(scale="tiny"))
     again = weak_error_sweep(log_cosh_well(), normalized_sgdm, list(etas), alphas[0], settings["n_paths"], 35)
     np.testing.assert_array_equal(_array(slopes["errors"])[0], [e.estimate for e in again])
+    np.testing.assert_array_equal(_array(slopes["ci_low"])[0], [e.ci_low for e in again])  # the plotted bars
+    np.testing.assert_array_equal(_array(slopes["ci_high"])[0], [e.ci_high for e in again])
     for i in range(len(alphas)):
         fit = fit_weak_order(etas, _array(slopes["errors"])[i], _array(slopes["standard_errors"])[i])
         assert slopes["order"][i] == pytest.approx(fit.order, rel=1e-12)
-        assert np.all(_array(slopes["ci_low"])[i] <= _array(slopes["errors"])[i])
 
 
 def test_weak_error_slopes_reject_a_nonpositive_eta() -> None:
@@ -311,3 +312,28 @@ def test_lemma_2_4_split_is_exact_on_a_quadratic() -> None:
         assert np.all(np.abs(value - formula) <= Z * se), (value, formula, se)
     with pytest.raises(ValueError, match="one-dimensional"):
         lemma_2_4_split(noisy_quadratic(np.eye(2)), n_paths=10)
+
+
+def test_lemma_2_4_split_keeps_the_noise_covariance_for_the_fixed_sigma_ratio() -> None:
+    # With state-dependent noise Sigma(x) != 1, the fixed-sigma ratio g^2 / Sigma differs from g^2.
+    problem = log_cosh_well()
+    split = lemma_2_4_split(problem, x=0.7, etas=(0.01, 0.02), ells=(1, 2), n_paths=2000)
+    sigma = float(problem.noise_covariance(np.array([[0.7]]))[0, 0, 0])
+    assert split.covariance == pytest.approx(sigma, rel=1e-12) and abs(sigma - 1.0) > 0.05
+    # the formula ratio at sigma = eta^(-1/2) is eta g^2 / Sigma, consistent with the stored covariance
+    np.testing.assert_allclose(split.ratio, split.etas * split.gradient**2 / split.covariance, rtol=1e-12)
+
+
+def test_theory_figure_functions_reject_bad_grids_and_brackets() -> None:
+    with pytest.raises(ValueError, match="bracket must be"):
+        measured_stability_edge("sgd", [0.5], bracket=(0.0, 10.0))
+    with pytest.raises(ValueError, match="iterations must be"):
+        measured_stability_edge("sgd", [0.5], iterations=0)
+    with pytest.raises(ValueError, match="n_points and mc_points must be integers >= 2"):
+        alpha_regimes(n_points=1)
+    with pytest.raises(ValueError, match="series_orders must be"):
+        stationary_ratio_comparison(series_orders=())
+    with pytest.raises(ValueError, match=r"eta"):
+        svag_convergence(eta=-1.0)
+    with pytest.raises(ValueError, match="h \\(the curvature\\)"):
+        svag_convergence(h=0.0)
