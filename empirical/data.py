@@ -779,24 +779,25 @@ def few_shot_subset(split: TextSplit | TensorSplit, k: int, seed: int) -> TextSp
     return TensorSplit(*split.batch(rows.to(split.targets.device)))
 
 
-def fixed_subset(split: TextSplit | TensorSplit, count: int, skip: int = 0) -> TextSplit | TensorSplit:
+def fixed_subset(
+    split: TextSplit | TensorSplit, count: int, skip: int = 0, name: str = "data.train_subset"
+) -> TextSplit | TensorSplit:
     """``count`` examples of ``split`` chosen by one fixed permutation of its rows, after its first ``skip``.
 
     The permutation is seeded from a constant label, not from a run seed, so every seed and optimizer of a
     sweep trains on the same subset (``data.train_subset``), and ``fixed_subset(split, m, skip=n)`` is a
     held-out set disjoint from ``fixed_subset(split, n)`` (e.g. for choosing a learning rate without
-    looking at the test set).  The chosen examples keep their original relative order.
+    looking at the test set).  The chosen examples keep their original relative order.  ``name`` is what
+    error messages call ``count``.
     """
     if isinstance(count, bool) or int(count) != count or count < 1:
-        raise ValueError(f"data.train_subset (subset size) must be a positive integer, got {count!r}")
+        raise ValueError(f"{name} (subset size) must be a positive integer, got {count!r}")
     if isinstance(skip, bool) or int(skip) != skip or skip < 0:
         raise ValueError(f"skip must be a non-negative integer, got {skip!r}")
     if not isinstance(split, TextSplit | TensorSplit):
         raise ValueError(f"a fixed subset needs a held (tensor or text) split, got {type(split).__name__}")
     if skip + count > len(split):
-        raise ValueError(
-            f"data.train_subset: {count} examples after the first {skip} exceed the {len(split)} training examples"
-        )
+        raise ValueError(f"{name}: {count} examples after the first {skip} exceed the {len(split)} training examples")
     order = torch.randperm(len(split), generator=_seeded_generator(0, "fixed-subset"))
     rows = torch.sort(order[int(skip) : int(skip) + int(count)]).values
     if isinstance(split, TextSplit):

@@ -69,13 +69,15 @@ __all__ = [
     "SweepRun",
     "batch_sweep_members",
     "batch_sweep_settings",
+    "held_out_split",
     "plot_batch_sweep",
     "select_best_etas",
     "summarize_batch_sweep",
 ]
 
 FIGURE_ID = "fig1_batch_sweep"
-OPTIMIZERS = OPTIMIZER_LABELS
+#: eta(B) = eta_ref (B / B_ref)^p: the exponent p of each rule
+ETA_SCALINGS = {"none": 0, "linear": 1}
 
 
 def batch_sweep_settings(context: FigureContext) -> dict[str, Any]:
@@ -136,7 +138,7 @@ def batch_sweep_settings(context: FigureContext) -> dict[str, Any]:
 
 def _etas(settings: Mapping[str, Any], batch_size: int) -> list[float]:
     r""":math:`\eta(B)=\eta_{\rm ref}\,(B/B_{\rm ref})^p` with :math:`p=1` (``"linear"``) or 0 (``"none"``)."""
-    power = {"none": 0, "linear": 1}[settings["eta_scaling"]]
+    power = ETA_SCALINGS[settings["eta_scaling"]]
     factor = (batch_size / settings["reference_batch"]) ** power
     return [float(eta * factor) for eta in settings["etas_at_reference"]]
 
@@ -145,11 +147,18 @@ def batch_sweep_members(settings: Mapping[str, Any]) -> list[RunConfig]:
     """Every run of the sweep: batch size x optimizer (SGD, normalized SGDM) x eta x seed, in that order."""
     if len(settings["etas_at_reference"]) > 1 and not settings["held_out"]:
         raise ValueError("a grid of several eta needs a held-out split (held_out > 0) to choose from")
+    if settings["held_out"] and not settings["data"]["train_subset"]:
+        raise ValueError(
+            "held_out > 0 needs data.train_subset > 0: the held-out examples are the training examples outside "
+            "the subset (without one, eta would be chosen on the training data)"
+        )
+    if settings["eta_scaling"] not in ETA_SCALINGS:
+        raise ValueError(f"eta_scaling must be one of {list(ETA_SCALINGS)}, got {settings['eta_scaling']!r}")
     train = run_parts(settings)[2]
     members = []
     for batch_size in settings["batch_sizes"]:
         schedule = TrainConfig(batch_size=batch_size, eval_every=train["length"], **train)
-        for label in OPTIMIZERS:
+        for label in OPTIMIZER_LABELS:
             for eta in _etas(settings, batch_size):
                 optimizer = optimizer_for(label, eta, settings["beta"], settings["weight_decay"])
                 name = f"{FIGURE_ID} B={batch_size},{label},eta={eta:g}"
@@ -215,7 +224,7 @@ def summarize_batch_sweep(runs: Sequence[SweepRun], level: float = 0.95) -> dict
     for batch_size in batch_sizes:
         entry: dict[str, Any] = {"batch_size": batch_size, "gap": None}
         chosen: dict[str, dict[int, float]] = {}
-        for label in OPTIMIZERS:
+        for label in OPTIMIZER_LABELS:
             eta = best.get((batch_size, label))
             cell = [r for r in runs if r.batch_size == batch_size and r.optimizer == label]
             grid = []
@@ -246,7 +255,7 @@ def summarize_batch_sweep(runs: Sequence[SweepRun], level: float = 0.95) -> dict
     summary = {}
     for entry in per_batch:
         b = entry["batch_size"]
-        for label in OPTIMIZERS:
+        for label in OPTIMIZER_LABELS:
             cell = entry[label]
             summary[f"B={b} {label}"] = (
                 "all etas diverged"
@@ -259,6 +268,13 @@ def summarize_batch_sweep(runs: Sequence[SweepRun], level: float = 0.95) -> dict
     return {"batch_sizes": batch_sizes, "per_batch": per_batch, "level": level, "summary": summary}
 
 
+def held_out_split(settings: Mapping[str, Any], train: Any) -> Any:
+    """The ``held_out`` training examples the learning rate is chosen on: disjoint from the runs' fixed
+    ``data.train_subset`` (:func:`empirical.data.fixed_subset` after skipping it), never the test set."""
+    data = settings["data"]
+    return fixed_subset(train, settings["held_out"], skip=data["train_subset"], name="held_out")
+
+
 def _held_out_accuracies(
     settings: Mapping[str, Any], members: Sequence[RunConfig], results: Sequence[RunResult]
 ) -> list[float | None]:
@@ -266,7 +282,7 @@ def _held_out_accuracies(
     data = settings["data"]
     dataset = load_dataset(data["name"], **data["options"])
     device = resolve_device(settings["device"])
-    held_out = fixed_subset(dataset.train, settings["held_out"], skip=data["train_subset"]).to(device)
+    held_out = held_out_split(settings, dataset.train).to(device)
     accuracies: list[float | None] = []
     for member, result in zip(members, results, strict=True):
         if result.status != "completed":
@@ -325,7 +341,7 @@ def plot_batch_sweep(data: Mapping[str, Any], stem: str | Path) -> list[Path]:
     batch_sizes = np.array([entry["batch_size"] for entry in per_batch], dtype=float)
     info = data.get("settings", {})
     fig, ((acc_ax, gap_ax, grid_ax),) = new_figure(3, width=FULL_WIDTH, height=2.35)
-    for label in OPTIMIZERS:
+    for label in OPTIMIZER_LABELS:
         mean, low, high = _interval_arrays([entry[label]["test_acc"] for entry in per_batch])
         color = OPTIMIZER_COLORS[label]
         name = "SGD" if label == "SGD" else f"SGDM ($\\beta$={info.get('beta', 0.9):g})"
@@ -359,7 +375,7 @@ def plot_batch_sweep(data: Mapping[str, Any], stem: str | Path) -> list[Path]:
     markers = ("o", "s", "^", "D", "v", "P", "X", "*")
     for i, entry in enumerate(per_batch):
         shade = 0.35 + 0.65 * i / max(1, len(per_batch) - 1)
-        for label in OPTIMIZERS:
+        for label in OPTIMIZER_LABELS:
             grid = entry[label]["grid"]
             etas = np.array([g["eta"] for g in grid])
             key = "held_out_acc" if any(g["held_out_acc"] is not None for g in grid) else "test_acc"
@@ -383,7 +399,7 @@ def plot_batch_sweep(data: Mapping[str, Any], stem: str | Path) -> list[Path]:
                     grid_ax.annotate("x", (eta, 0.0), xycoords=("data", "axes fraction"), ha="center", va="bottom",
                                      color=OPTIMIZER_COLORS[label], fontsize=7)  # fmt: skip
     grid_ax.set_xscale("log", base=2)
-    etas_all = sorted({g["eta"] for e in per_batch for label in OPTIMIZERS for g in e[label]["grid"]})
+    etas_all = sorted({g["eta"] for e in per_batch for label in OPTIMIZER_LABELS for g in e[label]["grid"]})
     grid_ax.set_xticks(etas_all, [f"{eta:g}" for eta in etas_all])
     grid_ax.minorticks_off()
     grid_ax.set_xlabel("effective learning rate $\\eta$")

@@ -52,6 +52,7 @@ from empirical.config import DataConfig, ModelConfig, OptimizerConfig, RunConfig
 from empirical.data import REVIEW_SNIPPET_CLASSES, TEXT_TASKS
 from empirical.records import ResultStore
 from empirical.train import RunResult
+from paper_figures.image_experiments import OPTIMIZER_LABELS
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
 from paper_figures.runs import train_figure_runs
 from paper_figures.stats import Interval, mean_interval, paired_difference_interval
@@ -69,7 +70,6 @@ __all__ = [
 ]
 
 FIGURE_ID = "table_lm_finetune"
-OPTIMIZERS = ("SGD", "SGDM")
 #: The paper's tasks (THEORY.md 9.3), in its order: dataset name -> (LM-BFF k-shot folder name, label).
 LM_BFF_TASKS = {
     "sst2": ("SST-2", "SST-2"),
@@ -160,6 +160,9 @@ def lm_finetune_members(settings: Mapping[str, Any]) -> list[RunConfig]:
     members = []
     model = ModelConfig("sequence_classifier", dict(settings["model"]))
     train = TrainConfig(**settings["train"])
+    names = [task["dataset"] for task in settings["tasks"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each task needs its own dataset (runs are matched to tasks by it), got {names}")
     for task in settings["tasks"]:
         if len(task["options"]) != len(settings["seeds"]):
             raise ValueError(f"task {task['dataset']!r} needs one data option set per seed")
@@ -270,7 +273,7 @@ def lm_finetune_table_data(
         for eta in settings["etas"]:
             per_optimizer = {
                 label: [by_member[(name, eta, seed, optimizer)] for seed in settings["seeds"]]
-                for label, optimizer in zip(OPTIMIZERS, ("sgd", "normalized_sgdm"), strict=True)
+                for label, optimizer in zip(OPTIMIZER_LABELS, ("sgd", "normalized_sgdm"), strict=True)
             }
             accuracy = {label: [_final_accuracy(r) for r in rs] for label, rs in per_optimizer.items()}
             cell: dict[str, Any] = {"eta": eta}
@@ -329,7 +332,7 @@ def _summary(data: Mapping[str, Any]) -> dict[str, Any]:
     for task in data["tasks"]:
         for cell in task["cells"]:
             key = f"{task['label']} eta={cell['eta']:g}"
-            accuracy[key] = {label: _percent(cell[label]) for label in OPTIMIZERS}
+            accuracy[key] = {label: _percent(cell[label]) for label in OPTIMIZER_LABELS}
             gap = cell["gap"]
             gaps[key] = _percent(gap, signed=True) + (
                 f" [{100 * gap['low']:+.1f}, {100 * gap['high']:+.1f}]" if gap["n"] >= 2 else ""
@@ -495,7 +498,7 @@ def lm_finetune_table_latex(data: Mapping[str, Any], label: str = "tab:lm_finetu
 def _plot_accuracy_vs_eta(ax: Any, task: Mapping[str, Any], setup: Mapping[str, Any]) -> None:
     etas = setup["etas"]
     offsets = {"SGD": 0.93, "SGDM": 1.07}  # side by side on the log axis
-    for label in OPTIMIZERS:
+    for label in OPTIMIZER_LABELS:
         color = OPTIMIZER_COLORS[label]
         cells = [c for c in task["cells"] if c[label]["mean"] is not None]
         x = np.array([c["eta"] * offsets[label] for c in cells])
@@ -509,7 +512,9 @@ def _plot_accuracy_vs_eta(ax: Any, task: Mapping[str, Any], setup: Mapping[str, 
     ax.axhline(100 * task["chance"], color="0.5", lw=0.7, ls=":")
     ax.annotate("chance", (1.0, 100 * task["chance"]), xycoords=("axes fraction", "data"), ha="right", va="bottom",
                 fontsize=6, color="0.4")  # fmt: skip
-    highs = [100 * c[label]["high"] for c in task["cells"] for label in OPTIMIZERS if c[label]["high"] is not None]
+    highs = [
+        100 * c[label]["high"] for c in task["cells"] for label in OPTIMIZER_LABELS if c[label]["high"] is not None
+    ]
     top = max(highs, default=100 * task["chance"])
     ax.set_ylim(100 * task["chance"] - 3, top + 0.25 * (top - 100 * task["chance"]) + 3)  # room for the legend
     ax.set_xscale("log")

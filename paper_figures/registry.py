@@ -28,6 +28,8 @@ FIGURE_KINDS = ("theory", "empirical", "table")
 #: ``tiny``: seconds, for tests (empirical figures on fixture data); ``quick``: the CPU defaults (minutes on
 #: 2 cores, offline data); ``full``: paper scale (empirical figures on a GPU with the user's local data).
 SCALES = ("tiny", "quick", "full")
+#: The names ``--data NAME=PATH`` accepts: every local dataset or model a figure can read.
+DATA_NAMES = ("fashion_mnist", "review_snippets", "imagenet", "cifar10", "roberta-large", "lm-bff")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class FigureContext:
             raise ValueError(f"scale must be one of {list(SCALES)}, got {self.scale!r}")
         object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         object.__setattr__(self, "data", dict(self.data))
+        unknown = sorted(set(self.data) - set(DATA_NAMES))
+        if unknown:  # a misspelt name would silently fall back to a default dataset
+            raise ValueError(f"unknown data name(s) {unknown}; known: {', '.join(DATA_NAMES)}")
 
     @property
     def quick(self) -> bool:
@@ -68,6 +73,8 @@ class FigureContext:
 
     def data_path(self, name: str, figure_id: str, what: str, default: str | None = None) -> str:
         """The local path given for ``name`` (else ``default``); a clear error naming the flag if neither."""
+        if name not in DATA_NAMES:
+            raise ValueError(f"{figure_id} reads data {name!r}, which is not in DATA_NAMES {DATA_NAMES}")
         if name not in self.data:
             if default is not None:
                 return default

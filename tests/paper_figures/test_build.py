@@ -138,6 +138,10 @@ def test_unknown_figure_and_missing_data_are_clear_errors(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match="--data imagenet=PATH"):
         context.data_path("imagenet", "fig1_batch_sweep", "an ImageNet folder")
     assert context.data_path("imagenet", "x", "y", default="/d") == "/d"
+    with pytest.raises(ValueError, match=r"unknown data name\(s\) \['imagnet'\]"):
+        FigureContext(data={"imagnet": "/data/imagenet"})
+    with pytest.raises(ValueError, match="not in DATA_NAMES"):
+        context.data_path("mnist", "x", "y", default="/d")
     with pytest.raises(ValueError, match="scale must be one of"):
         FigureContext(scale="medium")
     with pytest.raises(ValueError, match="kind must be one of"):

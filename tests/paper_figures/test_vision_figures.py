@@ -9,15 +9,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import empirical.ensemble
 import empirical.train
+from empirical.data import load_dataset
 from empirical.records import ResultStore, config_key
+from empirical.train import prepare_dataset
 from paper_figures import FigureContext, build_figures, mean_interval, paired_difference_interval
 from paper_figures.batch_sweep import (
     SweepRun,
     batch_sweep_members,
     batch_sweep_settings,
+    held_out_split,
     select_best_etas,
     summarize_batch_sweep,
 )
@@ -296,3 +300,26 @@ def test_paper_scale_without_data_names_the_flag_and_trains_nothing(
     with pytest.raises(ValueError, match=f"--data {flag}=PATH"):
         build_figures([figure_id], scale="full", cache_dir=tmp_path / "cache", out=tmp_path / "out", progress=False)
     assert not (tmp_path / "cache" / "runs").exists()
+
+
+def test_held_out_split_is_disjoint_from_the_training_subset(figure_data: dict[str, str]) -> None:
+    settings = batch_sweep_settings(FigureContext(scale="tiny", data=figure_data))
+    (member,) = batch_sweep_members(settings)[:1]
+    trained = prepare_dataset(member, torch.device("cpu")).train  # what the runs train on
+    full = load_dataset("fashion_mnist", **settings["data"]["options"]).train
+    held = held_out_split(settings, full)
+
+    def rows(split) -> set[bytes]:
+        return {bytes(x.numpy().tobytes()) + bytes([int(y)]) for x, y in zip(split.inputs, split.targets, strict=True)}
+
+    assert len(held) == settings["held_out"] and len(trained) == settings["data"]["train_subset"]
+    assert not rows(held) & rows(trained)
+
+
+def test_batch_sweep_settings_are_checked_at_the_boundary(figure_data: dict[str, str]) -> None:
+    settings = batch_sweep_settings(FigureContext(scale="tiny", data=figure_data))
+    no_subset = {**settings, "data": {**settings["data"], "train_subset": 0}}
+    with pytest.raises(ValueError, match=r"held_out > 0 needs data\.train_subset > 0"):
+        batch_sweep_members(no_subset)
+    with pytest.raises(ValueError, match="eta_scaling must be one of"):
+        batch_sweep_members({**settings, "eta_scaling": "sqrt"})
