@@ -111,7 +111,11 @@ def alpha_regimes(
     n_paths: int = 4000,
     seed: int = 0,
 ) -> AlphaRegimes:
-    r"""Exact discrete second moments, their SDE limits and a Monte Carlo check (see the module docstring).
+    r"""Exact discrete second moments, their SDE limits and a Monte Carlo check (THEORY.md 3.3-3.6).
+
+    :math:`1-\beta=c\eta^\alpha`: for :math:`\alpha<1` the limit is SGD's SDE :math:`dX=-hX\,dt+s\,dW`
+    (Theorem 3.5); at :math:`\alpha=1` the underdamped SDE of THEORY.md 3.5; for :math:`\alpha>1` frozen momentum
+    (THEORY.md 3.6).  All three limits come from :func:`theory.sde.sgdm_sde`.
 
     ``T / eta`` must be a whole number of steps divisible by ``n_points - 1`` for every ``eta`` (and by
     ``mc_points - 1`` at ``mc_eta``); ``1 - beta = c * eta**alpha`` must lie in (0, 1].

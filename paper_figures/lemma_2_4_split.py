@@ -104,7 +104,11 @@ def lemma_2_4_split(
     seed: int = 0,
 ) -> Lemma24Split:
     r"""Formulas and measurements of the figure at the point ``x`` of a 1-D ``problem`` (default: the log-cosh well,
-    additive noise), with :math:`\sigma=\eta^{-1/2}`; seed ``seed + i`` for the ``i``-th sampled step."""
+    additive noise), with :math:`\sigma=\eta^{-1/2}`; seed ``seed + i`` for the ``i``-th sampled step.
+
+    Lemma 2.4: :math:`\mathbb E\mathcal L(x_{k+1})-\mathcal L(x_k)\approx-\eta\|g\|^2
+    +\tfrac{\eta^2}2g^\top Hg+\tfrac{\eta^2\sigma^2}2\operatorname{tr}(H\Sigma)` (curvature- and noise-induced terms).
+    """
     problem = log_cosh_well(noise_modulation=0.0) if problem is None else problem
     if problem.dim != 1:
         raise ValueError(f"problem must be one-dimensional, got dim = {problem.dim}")

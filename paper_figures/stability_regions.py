@@ -153,7 +153,11 @@ def stability_regions(
     radius_eta_h: Sequence[float] = tuple(np.geomspace(0.05, 100.0, 300)),
     steps: int = 2000,
 ) -> StabilityRegions:
-    """Compute the thresholds, the measured edges and the spectral radii of the figure."""
+    r"""Compute the thresholds, the measured edges and the spectral radii of the figure (THEORY.md 5.3).
+
+    Stable for :math:`\eta h<2` (SGD), :math:`\eta h<\frac{2(1+\beta)}{1-\beta}` (heavy ball, paper eq. (3)) and
+    :math:`\eta h<\frac{2(1+\beta)}{(1-\beta)(1+2\beta)}` (Nesterov).
+    """
     methods = STABILITY_METHODS
     grid = np.asarray(betas, dtype=np.float64)
     coarse = np.asarray(measured_betas, dtype=np.float64)

@@ -244,7 +244,10 @@ def stationary_ratio_comparison(
     observe_every: int = 10,
     seed: int = 0,
 ) -> StationaryRatioComparison:
-    r"""Compute every curve and point of the figure (see the module docstring).
+    r"""Compute every curve and point of the figure (THEORY.md 5.4-5.5, claim 8; see the module docstring).
+
+    The exact ratio on :math:`\tfrac h2x^2` at equal :math:`\eta` is
+    :math:`\operatorname{Var}_{\rm SGD}/\operatorname{Var}_{\rm SGDM}=1+\frac{2\beta}{1+\beta}\frac{\eta h}{2-\eta h}`.
 
     ``ValueError`` if an :math:`\eta h` lies outside SGD's stable interval :math:`(0,2)` or ``burn_in`` is too short
     (:func:`check_burn_in`).  ``burn_in`` and ``window`` count steps; :math:`x_k^2` is averaged every

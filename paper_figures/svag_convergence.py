@@ -111,7 +111,10 @@ def svag_convergence(
     window: int = 400,
     seed: int = 0,
 ) -> SVAGConvergence:
-    r"""Compute both panels.  ``burn_in`` and ``window`` count SDE time steps :math:`\eta` (one :math:`\ell=1` step).
+    r"""Compute both panels (Definition 5.1, THEORY.md 6).  ``burn_in``, ``window`` count SDE time steps :math:`\eta`.
+
+    SVAG's weak error to the SDE is :math:`O(1/\ell)`; its exact stationary variance on :math:`\tfrac h2x^2` is
+    :math:`\frac{\eta s^2}{h(2-\eta h/\ell)}` (oracle 10).
 
     Monte Carlo ``mc_ells`` must be powers of 2 (so every SVAG step divides the coarsest on the common grid), and the
     burn-in must span :data:`~paper_figures.stationary_ratio.BURN_IN_RELAXATION_TIMES` relaxation times
