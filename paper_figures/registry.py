@@ -57,11 +57,6 @@ class FigureContext:
             raise ValueError(f"unknown data name(s) {unknown}; known: {', '.join(DATA_NAMES)}")
 
     @property
-    def quick(self) -> bool:
-        """Whether this is a CPU-sized build (``tiny`` or ``quick``)."""
-        return self.scale != "full"
-
-    @property
     def runs_dir(self) -> Path:
         """The store of training runs that empirical figures share (one record per run config)."""
         return self.cache_dir / "runs"
