@@ -5,7 +5,11 @@ Subcommands exist only once they do real work:
 * ``mvm derive TOPIC [--latex] [--order N] [--form FORM]`` prints derived formulas (topics in
   :data:`DERIVE_TOPICS`; the options a topic accepts are in :data:`DERIVE_TOPIC_OPTIONS`).
 * ``mvm verify [--quick] [--json PATH] [--markdown PATH] [--only ID ...]`` runs the claim checks of
-  :mod:`proofs_check`, prints the table and exits non-zero when a claim fails.
+  :mod:`proofs_check`, prints the table and exits 1 when a claim fails; ``--mutants`` instead runs the deliberately
+  wrong method sets (:data:`proofs_check.methods.MUTANTS`), prints the kill matrix and exits 1 when a mutant survives.
+
+Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survived, or a run did not complete),
+2 usage or input error, 3 filesystem error (the message names the path).
 * ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--out DIR] [--quiet]`` runs one
   experiment (:func:`empirical.train.run_experiment`).
 * ``mvm figures [--quick] [--only ID ...] [--out DIR] [--device cpu|cuda] [--data NAME=PATH]`` builds the
@@ -86,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--markdown", metavar="PATH", help="write the table as Markdown")
     verify.add_argument("--only", nargs="+", metavar="ID", help="run only these claim ids")
     verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    verify.add_argument(
+        "--mutants", nargs="*", metavar="NAME", help="run the mutants (all, or these) and print the kill matrix"
+    )
+    verify.add_argument("--jobs", type=int, help="--mutants: worker processes (default: the number of CPUs)")
 
     figures = commands.add_parser(
         "figures", help="regenerate the paper's figures and tables (PNG, PDF, manifest.json) from cached results"
@@ -117,21 +125,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class FilesystemError(Exception):
+    """An output path that cannot be written: exit code 3, the message names the path."""
+
+
+def check_writable(path: str | None) -> None:
+    """Raise :class:`FilesystemError` unless ``path`` can be written as a file (checked before any work)."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise FilesystemError(f"{target} is a directory, not a file")
+    parent = target.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FilesystemError(f"{existing} is not a directory (needed for {target})")
+    import os
+
+    if not os.access(existing, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise FilesystemError(f"{target} is not writable")
+
+
 def _verify(args: argparse.Namespace) -> int:
-    from proofs_check import format_markdown, format_table, run_all, write_json
-    from proofs_check.report import write_text
+    from proofs_check import format_kill_matrix, format_markdown, format_table, kill_matrix, run_all, select_claims
+    from proofs_check.methods import MUTANTS
+    from proofs_check.report import write_json, write_text
 
     try:
-        results = run_all(quick=args.quick, only=args.only, progress=not args.no_progress)
-    except ValueError as exc:  # unknown claim ids: the message lists the registered ones
+        if args.mutants is not None:
+            unknown = [name for name in args.mutants if name not in MUTANTS]
+            if unknown:
+                raise ValueError(f"unknown mutant(s) {unknown}; known: {sorted(MUTANTS)}")
+        else:
+            select_claims(args.only)
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        for path in (args.json, args.markdown):
+            check_writable(path)
+    except ValueError as exc:  # unknown claim or mutant ids: the message lists the known ones
         print(f"mvm verify: {exc}", file=sys.stderr)
         return 2
-    print(format_table(results))
-    if args.json:
-        write_json(results, args.json)
-    if args.markdown:
-        write_text(format_markdown(results), args.markdown)
-    return 0 if all(r.passed for r in results) else 1
+    except FilesystemError as exc:
+        print(f"mvm verify: error: {exc}", file=sys.stderr)
+        return 3
+    if args.mutants is not None:
+
+        def report(name: str, ok: bool) -> None:
+            if not args.no_progress:
+                print(f"{name}: {'killed' if ok else 'SURVIVED'}", file=sys.stderr, flush=True)
+
+        matrix = kill_matrix(quick=args.quick, names=args.mutants, jobs=args.jobs, on_mutant=report)
+        print(format_kill_matrix(matrix))
+        results = [r for rs in matrix.results.values() for r in rs]
+        outcome = 0 if matrix.all_killed else 1
+        markdown = format_kill_matrix(matrix)
+    else:
+        results = run_all(quick=args.quick, only=args.only, progress=not args.no_progress)
+        print(format_table(results))
+        outcome = 0 if all(r.passed for r in results) else 1
+        markdown = format_markdown(results)
+    try:
+        if args.json:
+            write_json(results, args.json)
+        if args.markdown:
+            write_text(markdown, args.markdown)
+    except OSError as exc:
+        print(
+            f"mvm verify: error: cannot write {exc.filename or args.json or args.markdown}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 3
+    return outcome
 
 
 def _parse_data(pairs: Sequence[str]) -> dict[str, str]:

@@ -2,7 +2,7 @@ r"""Theorem 3.5: the weak error between SGDM and SGD decays like :math:`\eta^{(1
 
 Figure ID ``fig_weak_error_slopes``.  The computation is claim 3's (:func:`proofs_check.theorem_3_5.weak_error_sweep`
 on :func:`theory.problems.log_cosh_well`): SGDM (paper eq. (3)) with :math:`1-\beta=\eta^\alpha`
-(:math:`\beta=0.9` at :math:`\alpha=0`, :func:`proofs_check.theorem_3_5.momentum_for`) and SGD at the same
+(:math:`\beta=0.9` at :math:`\alpha=0`, :func:`proofs_check.coupling.momentum_for`) and SGD at the same
 :math:`\eta`, both with :math:`\sigma=\eta^{-1/2}`, from :math:`x_0=1` for :math:`1/\eta` steps (:math:`T=1`), on
 common random numbers; the weak error is
 
@@ -31,7 +31,8 @@ import numpy as np
 from paper_figures.figure_parts import interval_errorbar, restore_dataclass
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
 from paper_figures.style import FULL_WIDTH, new_figure, save_figure
-from proofs_check.theorem_3_5 import normalized_sgdm, weak_error_sweep
+from proofs_check.methods import REFERENCE
+from proofs_check.theorem_3_5 import weak_error_sweep
 from theory.problems import log_cosh_well
 from theory.weak_error import fit_weak_order
 
@@ -71,7 +72,7 @@ def weak_error_slopes(
     etas = tuple(float(e) for e in etas)
     rows, fits = [], []
     for alpha in alphas:
-        errors = weak_error_sweep(problem, normalized_sgdm, etas, float(alpha), n_paths, seed)
+        errors = weak_error_sweep(problem, REFERENCE, etas, float(alpha), n_paths, seed)
         rows.append(errors)
         fits.append(fit_weak_order(etas, errors))
 

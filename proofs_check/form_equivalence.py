@@ -12,24 +12,21 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from empirical.optim import NormalizedSGDM
+from proofs_check.methods import REFERENCE, MethodSet
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
+from proofs_check.verdicts import guarded
 from theory.forms import prove_nesterov_equivalence, prove_pytorch_equivalence
 
 __all__ = ["ROUNDING_TOLERANCE", "check_form_equivalence"]
 
-REFERENCE = "eq. (1) vs eq. (3) / Definition 3.3; THEORY.md 1.3-1.4, oracles 1-2"
+REFERENCE_TEXT = "eq. (1) vs eq. (3) / Definition 3.3; THEORY.md 1.3-1.4, oracles 1-2"
 STATEMENT = "SGD(lr=gamma, momentum=beta) == eq. (3) at eta = gamma/(1-beta); dampening=beta differs on step 1"
 #: Relative parameter deviation allowed for "the same trajectory" in float64 after thousands of steps.
 ROUNDING_TOLERANCE = 1e-12
-
-OptimizerFactory = Callable[[Iterable[torch.Tensor], float, float], torch.optim.Optimizer]
-
-
-def normalized_sgdm(params: Iterable[torch.Tensor], eta: float, beta: float) -> torch.optim.Optimizer:
-    """The method under test: eq. (3) at effective learning rate ``eta``."""
-    return NormalizedSGDM(params, lr=eta, momentum=beta)
+#: Relative accuracy of the first-step length ratio (one float64 step: rounding only).
+RATIO_TOLERANCE = 1e-9
+FIELDS = ("torch_sgdm", "update_step", "nesterov_step")
 
 
 def _network() -> torch.nn.Module:
@@ -51,54 +48,76 @@ def _trajectory_end(optimizer_factory: Callable[[Iterable[torch.Tensor]], torch.
 
 
 def check_form_equivalence(
-    quick: bool = True, method: OptimizerFactory = normalized_sgdm, eta: float = 0.1, beta: float = 0.9
+    quick: bool = True, methods: MethodSet = REFERENCE, seed: int | None = None, eta: float = 0.1, beta: float = 0.9
 ) -> list[ClaimResult]:
-    """Run ``method(params, eta, beta)`` beside ``torch.optim.SGD(lr=eta*(1-beta), momentum=beta)``.
+    """Run ``methods.torch_sgdm(params, eta, beta)`` beside ``torch.optim.SGD(lr=eta*(1-beta), momentum=beta)``.
 
-    The trajectory check passes when the maximal relative parameter deviation after ``steps`` float64
-    steps is at most :data:`ROUNDING_TOLERANCE`; the dampening check passes when the dampened first step
-    is :math:`1/(1-\\beta)` times as long as the method's, to 1e-9 relative.
+    The trajectory check passes when SymPy proves ``methods.update_step`` (and ``methods.nesterov_step``) equal to the
+    PyTorch forms and the maximal relative parameter deviation after ``steps`` float64 steps is at most
+    :data:`ROUNDING_TOLERANCE`; the dampening check passes when the dampened first step is :math:`1/(1-\\beta)` times
+    as long as the method's, to :data:`RATIO_TOLERANCE` relative.  Deterministic: ``seed`` is unused.
     """
     steps = 500 if quick else 5000
-    symbolic = prove_pytorch_equivalence().holds and prove_nesterov_equivalence().holds
-    start = torch.cat([p.detach().flatten() for p in _network().parameters()])
 
-    ours = _trajectory_end(lambda p: method(p, eta, beta), steps)
-    torch_sgd = _trajectory_end(lambda p: torch.optim.SGD(p, lr=eta * (1 - beta), momentum=beta), steps)
-    deviation = float((ours - torch_sgd).abs().max() / torch_sgd.abs().max())
-    moved = float((torch_sgd - start).norm() / start.norm())
-    trajectory = ClaimResult(
-        claim_id="form_equivalence",
-        reference=REFERENCE,
-        statement="SGD(lr=eta(1-beta), momentum=beta) and eq. (3) give the same trajectory",
-        predicted=0.0,
-        measured=deviation,
-        ci_low=deviation,
-        ci_high=deviation,
-        passed=symbolic and deviation <= ROUNDING_TOLERANCE,
-        criterion=f"symbolic proof holds and max relative deviation <= {ROUNDING_TOLERANCE:g} after {steps} steps",
-        details={"steps": steps, "eta": eta, "beta": beta, "symbolic_proof_holds": symbolic, "relative_move": moved},
-    )
+    def trajectory() -> ClaimResult:
+        heavy_ball = prove_pytorch_equivalence(methods.update_step).holds
+        nesterov = prove_nesterov_equivalence(methods.nesterov_step).holds
+        start = torch.cat([p.detach().flatten() for p in _network().parameters()])
+        ours = _trajectory_end(lambda p: methods.torch_sgdm(p, eta, beta), steps)
+        torch_sgd = _trajectory_end(lambda p: torch.optim.SGD(p, lr=eta * (1 - beta), momentum=beta), steps)
+        deviation = float((ours - torch_sgd).abs().max() / torch_sgd.abs().max())
+        moved = float((torch_sgd - start).norm() / start.norm())
+        return ClaimResult(
+            claim_id="form_equivalence",
+            reference=REFERENCE_TEXT,
+            statement="SGD(lr=eta(1-beta), momentum=beta) and eq. (3) give the same trajectory",
+            predicted=0.0,
+            measured=deviation,
+            ci_low=deviation,
+            ci_high=deviation,
+            passed=heavy_ball and nesterov and deviation <= ROUNDING_TOLERANCE,
+            criterion=(
+                f"symbolic proofs hold (update_step = PyTorch heavy ball, nesterov_step = PyTorch Nesterov) and max "
+                f"relative deviation of torch_sgdm <= {ROUNDING_TOLERANCE:g} after {steps} steps"
+            ),
+            details={
+                "steps": steps,
+                "eta": eta,
+                "beta": beta,
+                "heavy_ball_proof_holds": heavy_ball,
+                "nesterov_proof_holds": nesterov,
+                "relative_move": moved,
+            },
+            fields=FIELDS,
+        )
 
-    first_ours = _trajectory_end(lambda p: method(p, eta, beta), 1) - start
-    first_damp = _trajectory_end(lambda p: torch.optim.SGD(p, lr=eta, momentum=beta, dampening=beta), 1) - start
-    ratio = float(first_damp.norm() / first_ours.norm())
-    predicted_ratio = 1.0 / (1.0 - beta)
-    dampening = ClaimResult(
-        claim_id="form_equivalence.dampening",
-        reference=REFERENCE,
-        statement="SGD(lr=eta, momentum=beta, dampening=beta) is not eq. (3): first step 1/(1-beta) times longer",
-        predicted=predicted_ratio,
-        measured=ratio,
-        ci_low=ratio,
-        ci_high=ratio,
-        passed=abs(ratio - predicted_ratio) <= 1e-9 * predicted_ratio,
-        criterion="|first-step length ratio - 1/(1-beta)| <= 1e-9 relative",
-        details={"eta": eta, "beta": beta},
-    )
-    return [trajectory, dampening]
+    def dampening() -> ClaimResult:
+        start = torch.cat([p.detach().flatten() for p in _network().parameters()])
+        first_ours = _trajectory_end(lambda p: methods.torch_sgdm(p, eta, beta), 1) - start
+        first_damp = _trajectory_end(lambda p: torch.optim.SGD(p, lr=eta, momentum=beta, dampening=beta), 1) - start
+        ours_norm = float(first_ours.norm())
+        ratio = float(first_damp.norm()) / ours_norm if ours_norm > 0 else float("inf")
+        predicted_ratio = 1.0 / (1.0 - beta)
+        return ClaimResult(
+            claim_id="form_equivalence.dampening",
+            reference=REFERENCE_TEXT,
+            statement="SGD(lr=eta, momentum=beta, dampening=beta) is not eq. (3): first step 1/(1-beta) times longer",
+            predicted=predicted_ratio,
+            measured=ratio,
+            ci_low=ratio,
+            ci_high=ratio,
+            passed=abs(ratio - predicted_ratio) <= RATIO_TOLERANCE * predicted_ratio,
+            criterion=f"|first-step length ratio (dampened / torch_sgdm) - 1/(1-beta)| <= {RATIO_TOLERANCE:g} relative",
+            details={"eta": eta, "beta": beta},
+            fields=("torch_sgdm",),
+        )
+
+    return [
+        *guarded("form_equivalence", REFERENCE_TEXT, STATEMENT, FIELDS, trajectory),
+        *guarded("form_equivalence.dampening", REFERENCE_TEXT, STATEMENT, ("torch_sgdm",), dampening),
+    ]
 
 
-@register("form_equivalence", 1, REFERENCE, STATEMENT)
-def _claim(quick: bool) -> list[ClaimResult]:
-    return check_form_equivalence(quick)
+@register("form_equivalence", 1, REFERENCE_TEXT, STATEMENT, FIELDS)
+def _claim(quick: bool, methods: MethodSet, seed: int | None) -> list[ClaimResult]:
+    return check_form_equivalence(quick, methods, seed)

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from theory.simulate import Method
-from theory.weak_error import WeakErrorResult, weak_error
+from theory.weak_error import WeakErrorResult, weak_errors
 
-__all__ = ["worst_weak_errors"]
+__all__ = ["worst_weak_errors", "worst_weak_errors_shared"]
 
 Observable = Callable[[np.ndarray], np.ndarray]
 
@@ -25,6 +25,27 @@ def worst_weak_errors(
     r"""For each (method, reference) pair, the weak error :math:`\max_k|\mathbb Eh(x_k)-\mathbb Eh(y_k)|` of the
     observable :math:`h` where it is largest, on common random numbers (seed ``seed + i`` for pair ``i``)."""
     return [
-        max(weak_error(a, b, list(observables), x0, T, n_paths, seed + i), key=lambda r: r.estimate)
+        worst_weak_errors_shared([([a], b)], observables, x0, T, n_paths, seed + i)[0][0]
         for i, (a, b) in enumerate(pairs)
+    ]
+
+
+def worst_weak_errors_shared(
+    groups: Iterable[tuple[Sequence[Method], Method]],
+    observables: Sequence[Observable],
+    x0: Sequence[float],
+    T: float,
+    n_paths: int,
+    seed: int,
+) -> list[list[WeakErrorResult]]:
+    """:func:`worst_weak_errors` for groups of methods sharing one reference (simulated once, seed ``seed + i``).
+
+    Each method's result equals the one :func:`worst_weak_errors` gives for it paired alone with the reference.
+    """
+    return [
+        [
+            max(result, key=lambda r: r.estimate)
+            for result in weak_errors(list(a), b, list(observables), x0, T, n_paths, seed + i)
+        ]
+        for i, (a, b) in enumerate(groups)
     ]

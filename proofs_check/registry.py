@@ -6,29 +6,38 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from proofs_check.result import ClaimResult
+from proofs_check.methods import REFERENCE, MethodSet
+from proofs_check.result import ClaimResult, error_result
 
-__all__ = ["Claim", "available_claims", "register", "run_all"]
+__all__ = ["Claim", "available_claims", "register", "run_all", "select_claims"]
 
-CheckFunction = Callable[[bool], list[ClaimResult]]
+#: ``check(quick, methods, seed)``: ``seed=None`` is the check's own fixed seed.
+CheckFunction = Callable[[bool, MethodSet, "int | None"], list[ClaimResult]]
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A registered check: ``check(quick)`` returns one result per measured sub-claim."""
+    """A registered check: ``check(quick, methods, seed)`` returns one result per measured sub-claim.
+
+    ``fields`` are the :class:`~proofs_check.methods.MethodSet` fields any of its verdicts can depend on: a set that
+    differs from the reference only elsewhere gets the reference's verdicts.
+    """
 
     claim_id: str
     number: int
     reference: str
     statement: str
+    fields: tuple[str, ...]
     check: CheckFunction
 
 
 _REGISTRY: dict[str, Claim] = {}
 
 
-def register(claim_id: str, number: int, reference: str, statement: str) -> Callable[[CheckFunction], CheckFunction]:
-    """Decorator adding ``check(quick) -> list[ClaimResult]`` under ``claim_id``.
+def register(
+    claim_id: str, number: int, reference: str, statement: str, fields: Sequence[str]
+) -> Callable[[CheckFunction], CheckFunction]:
+    """Decorator adding ``check(quick, methods, seed) -> list[ClaimResult]`` under ``claim_id``.
 
     ``number`` is the claim's number in DESIGN.md section 5; reports list claims in that order.
     """
@@ -36,7 +45,7 @@ def register(claim_id: str, number: int, reference: str, statement: str) -> Call
     def decorate(check: CheckFunction) -> CheckFunction:
         if claim_id in _REGISTRY:
             raise ValueError(f"claim {claim_id!r} is registered twice")
-        _REGISTRY[claim_id] = Claim(claim_id, number, reference, statement, check)
+        _REGISTRY[claim_id] = Claim(claim_id, number, reference, statement, tuple(fields), check)
         return check
 
     return decorate
@@ -49,17 +58,38 @@ def available_claims() -> dict[str, Claim]:
     return {c.claim_id: c for c in sorted(_REGISTRY.values(), key=lambda c: c.number)}
 
 
-def run_all(quick: bool = True, only: Sequence[str] | None = None, progress: bool = False) -> list[ClaimResult]:
-    """Run every registered claim check (or those in ``only``) and return their results in order.
+def select_claims(only: str | Sequence[str] | None) -> list[str]:
+    """Claim ids to run: all for ``None`` or empty, one for a string, else the given ids in registry order.
 
-    ``quick`` selects the CI-sized version of each check.  Unknown ids in ``only`` raise ``ValueError``
-    listing the registered ones.
+    Raises ``ValueError`` naming the unknown ids and listing the registered ones.
     """
     claims = available_claims()
-    selected = list(claims) if not only else list(only)
-    unknown = [claim_id for claim_id in selected if claim_id not in claims]
+    if not only:
+        return list(claims)
+    wanted = [only] if isinstance(only, str) else list(only)
+    unknown = [claim_id for claim_id in wanted if claim_id not in claims]
     if unknown:
         raise ValueError(f"unknown claim id(s) {unknown}; registered claims: {sorted(claims)}")
+    return [claim_id for claim_id in claims if claim_id in wanted]
+
+
+def run_all(
+    quick: bool = True,
+    only: str | Sequence[str] | None = None,
+    progress: bool = False,
+    methods: MethodSet = REFERENCE,
+    seed: int | None = None,
+) -> list[ClaimResult]:
+    """Run every registered claim check (or those in ``only``) against ``methods`` and return the results in order.
+
+    ``quick`` selects the CI-sized version of each check; ``seed`` replaces every check's fixed seed (the power
+    study's replicates).  An exception inside a check becomes one result with status ``error``; the other claims
+    still run.  Unknown ids in ``only`` raise ``ValueError`` listing the registered ones.
+    """
+    if not isinstance(methods, MethodSet):
+        raise ValueError(f"methods must be a proofs_check.methods.MethodSet, got {type(methods).__name__}")
+    claims = available_claims()
+    selected = select_claims(only)
     iterator = selected
     if progress:
         from tqdm.auto import tqdm
@@ -67,8 +97,12 @@ def run_all(quick: bool = True, only: Sequence[str] | None = None, progress: boo
         iterator = tqdm(selected, desc="claims", unit="claim")
     results: list[ClaimResult] = []
     for claim_id in iterator:
+        claim = claims[claim_id]
         start = time.perf_counter()
-        claim_results = claims[claim_id].check(quick)
+        try:
+            claim_results = claim.check(quick, methods, seed)
+        except Exception as exc:  # a wrong method must give a failed verdict, not abort the other claims
+            claim_results = [error_result(claim_id, claim.reference, claim.statement, exc, claim.fields)]
         elapsed = time.perf_counter() - start
         results.extend(replace(r, wall_time_s=elapsed / len(claim_results)) for r in claim_results)
     return results

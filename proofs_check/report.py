@@ -34,7 +34,7 @@ def _rows(results: Sequence[ClaimResult]) -> list[list[str]]:
             f"{r.predicted:.4g}",
             f"{r.measured:.4g}",
             f"[{r.ci_low:.4g}, {r.ci_high:.4g}]",
-            "PASS" if r.passed else "FAIL",
+            r.status.upper(),
             r.criterion,
             f"{r.wall_time_s:.1f}",
         ]
@@ -44,7 +44,9 @@ def _rows(results: Sequence[ClaimResult]) -> list[list[str]]:
 
 def _summary(results: Sequence[ClaimResult]) -> str:
     failed = sum(not r.passed for r in results)
-    return f"{len(results) - failed} passed, {failed} failed"
+    others = {s: sum(r.status == s for r in results) for s in ("unresolved", "error")}
+    extra = "".join(f" ({n} {s})" for s, n in others.items() if n)
+    return f"{len(results) - failed} passed, {failed} failed{extra}"
 
 
 def format_table(results: Sequence[ClaimResult]) -> str:
@@ -70,6 +72,15 @@ def write_text(text: str, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, target)
+        try:
+            handle.write(text)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    try:
+        os.replace(handle.name, target)
+    except BaseException:
+        os.unlink(handle.name)  # no .tmp left behind (e.g. the target is a directory)
+        raise
     return target

@@ -163,6 +163,7 @@ from theory.weak_error import (
     WeakOrderFit,
     fit_weak_order,
     weak_error,
+    weak_errors,
 )
 
 __all__ = [
@@ -299,4 +300,5 @@ __all__ = [
     "underdamped_sde_stationary_moments",
     "underdamped_stationary_symbolic",
     "weak_error",
+    "weak_errors",
 ]

@@ -34,7 +34,7 @@ from scipy import stats
 
 from theory.simulate import Method, Seed, run_lockstep
 
-__all__ = ["WeakErrorResult", "WeakOrderFit", "fit_weak_order", "weak_error"]
+__all__ = ["WeakErrorResult", "WeakOrderFit", "fit_weak_order", "weak_error", "weak_errors"]
 
 Observable = Callable[[np.ndarray], np.ndarray]
 Reference = Callable[[np.ndarray], np.ndarray]
@@ -140,23 +140,61 @@ def weak_error(
     Observation times are every ``observe_every`` steps of the coarser method; ``T`` must be a whole
     number of them.  ``h`` is one observable or a sequence (then a tuple of results is returned).
     """
+    if not isinstance(method_a, Method):
+        raise ValueError(f"method_a must be a theory.simulate.Method, got {type(method_a).__name__}")
+    return weak_errors(
+        [method_a],
+        method_b,
+        h,
+        x0,
+        T,
+        n_paths,
+        seed,
+        observe_every=observe_every,
+        paired=paired,
+        level=level,
+        divergence_bound=divergence_bound,
+    )[0]
+
+
+def weak_errors(
+    methods_a: Sequence[Method],
+    method_b: Method | Reference,
+    h: Observable | Sequence[Observable],
+    x0: np.ndarray | Sequence[float] | float,
+    T: float,
+    n_paths: int,
+    seed: Seed,
+    *,
+    observe_every: int = 1,
+    paired: bool = True,
+    level: float = 0.95,
+    divergence_bound: float = 1e12,
+) -> list[WeakErrorResult | tuple[WeakErrorResult, ...]]:
+    r""":func:`weak_error` of each of ``methods_a`` against one ``method_b``, all simulated together.
+
+    Every method runs on the same draws (common random numbers), so ``method_b`` is simulated once for all of them
+    and each result equals what :func:`weak_error` returns for that method alone with the same ``seed`` (the
+    Brownian stream is shared; methods that draw auxiliary randomness, such as SVAG, get other streams).
+    """
     observables = tuple(h) if isinstance(h, (list, tuple)) else (h,)
     if not observables or not all(callable(f) for f in observables):
         raise ValueError("h must be a callable (or a sequence of callables) mapping (N, d) arrays to (N,)")
     level = _check_level(level)
+    methods_a = list(methods_a)
+    if not methods_a or not all(isinstance(m, Method) for m in methods_a):
+        raise ValueError("methods_a must be a non-empty sequence of theory.simulate.Method")
     simulated_b = isinstance(method_b, Method)
     if not simulated_b and not callable(method_b):
         raise ValueError("method_b must be a theory.simulate.Method or a callable of the observation times")
-    methods = [method_a, method_b] if simulated_b else [method_a]
-    if not isinstance(method_a, Method):
-        raise ValueError(f"method_a must be a theory.simulate.Method, got {type(method_a).__name__}")
+    methods = [*methods_a, method_b] if simulated_b else methods_a
     period = observe_every * max(m.time_step for m in methods)
     T = float(T)
     n_periods = round(T / period) if math.isfinite(T) and T > 0 else -1
     if n_periods < 1 or abs(n_periods * period - T) > 1e-9 * T:
         raise ValueError(f"T must be a positive multiple of the observation period {period:g}, got {T!r}")
 
-    p = len(observables)
+    p, n_a = len(observables), len(methods_a)
     rows = []
     for _, _, states in run_lockstep(
         methods,
@@ -169,18 +207,19 @@ def weak_error(
         divergence_bound=divergence_bound,
     ):
         row = []
-        for f in observables:
-            a = _evaluate(f, states[0])
-            if simulated_b:
-                b = _evaluate(f, states[1])
-                diff = a - b
-                var_a, var_b = a.var(ddof=1), b.var(ddof=1)
-                row.append((diff.mean(), diff.var(ddof=1) if paired else var_a + var_b, var_a + var_b))
-            else:
-                var_a = a.var(ddof=1)
-                row.append((a.mean(), var_a, var_a))
+        for i in range(n_a):
+            for f in observables:
+                a = _evaluate(f, states[i])
+                if simulated_b:
+                    b = _evaluate(f, states[-1])
+                    diff = a - b
+                    var_a, var_b = a.var(ddof=1), b.var(ddof=1)
+                    row.append((diff.mean(), diff.var(ddof=1) if paired else var_a + var_b, var_a + var_b))
+                else:
+                    var_a = a.var(ddof=1)
+                    row.append((a.mean(), var_a, var_a))
         rows.append(row)
-    table = np.array(rows)  # (K+1, p, 3): mean difference, its variance, the independent-sampling variance
+    table = np.array(rows).reshape(n_periods + 1, n_a, p, 3)  # mean difference, its variance, independent variance
     times = period * np.arange(n_periods + 1)
     if not simulated_b:
         reference = np.asarray(method_b(times), dtype=np.float64)
@@ -188,14 +227,19 @@ def weak_error(
             reference = reference[:, None]
         if reference.shape != (times.size, p) or not np.all(np.isfinite(reference)):
             raise ValueError(f"the reference must return finite values of shape ({times.size},) or ({times.size}, {p})")
-        table[:, :, 0] -= reference
+        table[:, :, :, 0] -= reference[:, None, :]
 
-    results = []
-    for j in range(p):
-        ses = np.sqrt(table[:, j, 1] / n_paths)
-        independent = np.sqrt(table[:, j, 2] / n_paths)
-        results.append(_summarise(times, table[:, j, 0], ses, independent, n_paths, level, paired and simulated_b))
-    return results[0] if p == 1 and not isinstance(h, (list, tuple)) else tuple(results)
+    outcome: list[WeakErrorResult | tuple[WeakErrorResult, ...]] = []
+    for i in range(n_a):
+        results = []
+        for j in range(p):
+            ses = np.sqrt(table[:, i, j, 1] / n_paths)
+            independent = np.sqrt(table[:, i, j, 2] / n_paths)
+            results.append(
+                _summarise(times, table[:, i, j, 0], ses, independent, n_paths, level, paired and simulated_b)
+            )
+        outcome.append(results[0] if p == 1 and not isinstance(h, (list, tuple)) else tuple(results))
+    return outcome
 
 
 @dataclass(frozen=True)

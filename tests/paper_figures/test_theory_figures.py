@@ -31,7 +31,8 @@ from paper_figures.stationary_ratio import (
 )
 from paper_figures.svag_convergence import svag_convergence, svag_stationary_variance
 from paper_figures.weak_error_slopes import weak_error_slopes
-from proofs_check.theorem_3_5 import normalized_sgdm, weak_error_sweep
+from proofs_check.methods import REFERENCE
+from proofs_check.theorem_3_5 import weak_error_sweep
 from theory.problems import log_cosh_well, noisy_quadratic
 from theory.quadratic_symbolic import beta as beta_symbol
 from theory.quadratic_symbolic import eta as eta_symbol
@@ -205,7 +206,7 @@ def test_weak_error_slopes_are_claim_3s_measurement(tiny_build: dict[str, Any]) 
     alphas, etas = slopes["alphas"], _array(slopes["etas"])
     np.testing.assert_array_equal(_array(slopes["predicted"]), (1 - np.asarray(alphas)) / 2)
     settings = get_figure("fig_weak_error_slopes").settings(FigureContext(scale="tiny"))
-    again = weak_error_sweep(log_cosh_well(), normalized_sgdm, list(etas), alphas[0], settings["n_paths"], 35)
+    again = weak_error_sweep(log_cosh_well(), REFERENCE, list(etas), alphas[0], settings["n_paths"], 35)
     np.testing.assert_array_equal(_array(slopes["errors"])[0], [e.estimate for e in again])
     np.testing.assert_array_equal(_array(slopes["ci_low"])[0], [e.ci_low for e in again])  # the plotted bars
     np.testing.assert_array_equal(_array(slopes["ci_high"])[0], [e.ci_high for e in again])

@@ -1,72 +1,177 @@
-"""Claim checks pass for the package's methods and fail for deliberately wrong ones."""
+"""Claim checks pass for the package's methods (REFERENCE) and fail for deliberately wrong ones (MUTANTS).
+
+The quick verification and the quick kill matrix run once per session (module fixtures, about 4 minutes on 2
+cores together); the tests read their results.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 
+import numpy as np
 import pytest
 
-from empirical.optim import NormalizedSGDM
 from mvm.cli import main
-from proofs_check import ClaimResult, available_claims, format_markdown, run_all
-from proofs_check.coupling import check_coupling
-from proofs_check.form_equivalence import check_form_equivalence
-from proofs_check.lemma_2_4 import check_lemma_2_4
-from proofs_check.momentum_matters import check_momentum_matters
-from proofs_check.same_sde import check_same_sde
-from proofs_check.svag import check_svag
-from proofs_check.theorem_3_5 import check_theorem_3_5
-from proofs_check.theorem_4_5 import check_theorem_4_5
-from theory.loss_change import LossChangeTerms, lemma_2_4_terms
-from theory.quadratic import stationary_covariance
-from theory.simulate import SGD, SGDM
+from proofs_check import (
+    MUTANTS,
+    REFERENCE,
+    ClaimResult,
+    MethodSet,
+    available_claims,
+    changed_fields,
+    format_kill_matrix,
+    format_markdown,
+    kill_matrix,
+    order_at_least,
+    run_all,
+)
+from proofs_check.mutants import affected_claims, killed
 
 
-def _by_id(results):
-    return {r.claim_id: r for r in results}
+@pytest.fixture(scope="module")
+def reference_results() -> dict[str, ClaimResult]:
+    return {r.claim_id: r for r in run_all(quick=True)}
 
 
-def test_form_equivalence_passes() -> None:
-    results = _by_id(check_form_equivalence(quick=True))
-    assert results["form_equivalence"].passed
-    assert results["form_equivalence"].details["relative_move"] > 0.01  # the trajectory went somewhere
-    assert results["form_equivalence.dampening"].passed
+@pytest.fixture(scope="module")
+def matrix():
+    return kill_matrix(quick=True, jobs=2)
 
 
-def test_form_equivalence_fails_for_sgdm_at_gamma_instead_of_eta() -> None:
-    def sgdm_at_gamma(params, eta, beta):
-        return NormalizedSGDM(params, lr=eta * (1 - beta), momentum=beta)
-
-    results = check_form_equivalence(quick=True, method=sgdm_at_gamma)
-    assert not any(r.passed for r in results)
-
-
-def test_lemma_2_4_passes() -> None:
-    results = check_lemma_2_4(quick=True)
-    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
+def test_every_claim_passes_for_the_reference(reference_results) -> None:
+    failing = [
+        (r.claim_id, r.status, r.measured, r.ci_low, r.ci_high) for r in reference_results.values() if not r.passed
+    ]
+    assert not failing
 
 
-def test_lemma_2_4_detects_missing_noise_term() -> None:
-    def without_noise(grad, hess, noise_cov, eta):
-        terms = lemma_2_4_terms(grad, hess, noise_cov, eta)
-        return LossChangeTerms(terms.descent, terms.curvature, 0.0)
-
-    results = _by_id(check_lemma_2_4(quick=True, expansion=without_noise))
-    assert not results["lemma_2_4.residual_order"].passed
-    assert results["lemma_2_4.residual_order"].measured == pytest.approx(2.0, abs=0.2)  # residual is O(eta^2)
-
-
-def test_lemma_2_4_detects_wrong_svag_coefficients() -> None:
-    def wrong(ell):  # r1 + r2 = 1 but r1^2 + r2^2 = (1 + ell) / 2, not ell
-        return (1 + math.sqrt(ell)) / 2, (1 - math.sqrt(ell)) / 2
-
-    assert not _by_id(check_lemma_2_4(quick=True, coefficients=wrong))["lemma_2_4.svag"].passed
+def test_every_result_names_the_fields_its_verdict_depends_on(reference_results) -> None:
+    names = {f.name for f in dataclasses.fields(MethodSet)}
+    for result in reference_results.values():
+        assert result.fields, result.claim_id
+        assert set(result.fields) <= names, result.claim_id
+        claim = available_claims()[result.claim_id.split(".")[0]]
+        assert set(result.fields) <= set(claim.fields), result.claim_id
 
 
-def test_run_all_rejects_unknown_ids() -> None:
+def test_every_mutant_is_killed_by_the_claims_it_must_break(matrix) -> None:
+    survivors = {name: matrix.survived[name] for name, ok in matrix.killed.items() if not ok}
+    assert not survivors, format_kill_matrix(matrix)
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_each_must_break_id_has_a_failing_sub_result(matrix, name) -> None:
+    mutant = MUTANTS[name]
+    results = matrix.results[name]
+    for wanted in mutant.must_break:
+        if wanted in mutant.full_only:
+            continue
+        mine = [r for r in results if r.claim_id == wanted or r.claim_id.startswith(wanted + ".")]
+        assert mine, f"{name}: no sub-result under {wanted}"
+        assert any(not r.passed for r in mine), f"{name} passes {wanted}"
+
+
+def test_every_sub_result_is_failed_by_some_mutant(reference_results, matrix) -> None:
+    failed_by: dict[str, list[str]] = {claim_id: [] for claim_id in reference_results}
+    for name, results in matrix.results.items():
+        for r in results:
+            if not r.passed and r.claim_id in failed_by:
+                failed_by[r.claim_id].append(name)
+    assert not [claim_id for claim_id, names in failed_by.items() if not names], failed_by
+
+
+def test_a_mutant_fails_only_where_its_changed_fields_are_used(reference_results, matrix) -> None:
+    # a failing verdict must name a field the mutant changed: otherwise it would fail for the wrong reason
+    for name, results in matrix.results.items():
+        changed = set(changed_fields(MUTANTS[name].methods))
+        for r in results:
+            if not r.passed:
+                assert changed & set(r.fields), (name, r.claim_id, r.fields)
+            else:
+                assert r.claim_id in reference_results
+
+
+def test_unaffected_claims_are_not_rerun() -> None:
+    assert affected_claims(MUTANTS["torch_dampening"]) == ["form_equivalence"]
+    assert changed_fields(REFERENCE) == ()
+    assert changed_fields(MUTANTS["momentum_lagged"].methods) == ("sgdm", "torch_sgdm", "update_step")
+
+
+def test_killed_requires_every_listed_id() -> None:
+    mutant = MUTANTS["sgdm_lr+10%"]
+    passing = ClaimResult("theorem_3_5.alpha=0", "r", "s", 0.5, 0.5, 0.4, 0.6, True, "c")
+    failing = ClaimResult("theorem_3_5.alpha=0", "r", "s", 0.5, 0.0, -0.1, 0.1, False, "c")
+    assert not killed(mutant, [passing], quick=True)[0]
+    ok, survived = killed(mutant, [failing], quick=True)
+    assert not ok and "momentum_matters.regime" in survived
+
+
+# --- verdict rules -----------------------------------------------------------------------------------------------
+
+
+def test_order_rule_passes_a_clean_power_law() -> None:
+    etas = 0.1 / 2 ** np.arange(7)
+    errors = 0.3 * etas**0.5
+    verdict = order_at_least(etas, errors, 0.01 * errors, minimum=0.5, tolerance=0.1)
+    assert verdict.passed and verdict.order == pytest.approx(0.5)
+
+
+def test_order_rule_fails_a_plateau_that_the_point_estimate_would_pass() -> None:
+    # error = C eta^0.5 + a floor: the global slope is still about 0.3, the last decade is flat
+    etas = 0.1 / 2 ** np.arange(7)
+    errors = 0.3 * etas**0.5 + 0.02
+    verdict = order_at_least(etas, errors, 0.002 * np.ones(7), minimum=0.25, tolerance=0.1)
+    assert verdict.order > 0.15  # the old rule (point estimate >= p0 - tol) would have passed
+    assert verdict.status == "fail" and verdict.local_ci_low < 0.15
+
+
+def test_order_rule_says_unresolved_at_the_noise_floor() -> None:
+    etas = 0.1 / 2 ** np.arange(5)
+    verdict = order_at_least(etas, [0.01, 0.008, 0.006, 0.004, 0.002], [0.001] * 5, minimum=0.5, tolerance=0.1)
+    assert verdict.status == "unresolved" and not verdict.passed and np.isnan(verdict.order)
+
+
+def test_order_rule_uses_the_interval_not_the_point() -> None:
+    etas = 0.1 / 2 ** np.arange(7)
+    errors = 0.3 * etas**0.45
+    tight = order_at_least(etas, errors, 0.001 * errors, minimum=0.5, tolerance=0.1)
+    loose = order_at_least(etas, errors, 0.3 * errors, minimum=0.5, tolerance=0.1)
+    assert tight.passed and not loose.passed  # same point estimate 0.45 >= 0.4, wide interval fails
+
+
+# --- runs that survive a bad method ------------------------------------------------------------------------------
+
+
+def _exploding_sgdm(problem, eta, beta, *, sigma=None, time_scale=None):
+    raise RuntimeError("boom")
+
+
+def test_an_exception_becomes_an_error_result_and_other_claims_still_run() -> None:
+    methods = dataclasses.replace(REFERENCE, sgdm=_exploding_sgdm)
+    results = run_all(quick=True, only=["coupling", "lemma_2_4"], methods=methods)
+    by_id = {r.claim_id: r for r in results}
+    assert by_id["coupling.identity"].passed
+    gap = by_id["coupling.gap.alpha=0"]
+    assert gap.status == "error" and not gap.passed and "RuntimeError: boom" in gap.details["error"]
+    assert all(by_id[i].passed for i in ("lemma_2_4.symbolic", "lemma_2_4.residual_order", "lemma_2_4.svag"))
+
+
+def test_run_all_accepts_one_id_as_a_string_and_rejects_unknown_ids() -> None:
+    assert {r.claim_id.split(".")[0] for r in run_all(only="lemma_2_4")} == {"lemma_2_4"}
     with pytest.raises(ValueError, match="registered claims"):
         run_all(only=["no_such_claim"])
+    with pytest.raises(ValueError, match="MethodSet"):
+        run_all(only="lemma_2_4", methods=object())
+
+
+def test_claim_result_status_must_agree_with_passed() -> None:
+    with pytest.raises(ValueError, match="contradicts"):
+        ClaimResult("c", "r", "s", 0, 0, 0, 0, True, "c", status="fail")
+    assert ClaimResult("c", "r", "s", 0, 0, 0, 0, False, "c").status == "fail"
+
+
+# --- mvm verify --------------------------------------------------------------------------------------------------
 
 
 def test_registry_lists_claims_in_order() -> None:
@@ -83,102 +188,44 @@ def test_mvm_verify_writes_reports_and_exit_code(tmp_path, capsys) -> None:
     records = json.loads(json_path.read_text())
     assert [r["claim_id"] for r in records] == ["lemma_2_4.symbolic", "lemma_2_4.residual_order", "lemma_2_4.svag"]
     assert {"claim_id", "reference", "statement", "predicted", "measured", "ci_low", "ci_high", "passed",
-            "details"} <= set(records[0])  # fmt: skip
+            "details", "fields", "status"} <= set(records[0])  # fmt: skip
     assert md_path.read_text().startswith("| claim")
 
 
-def test_mvm_verify_unknown_claim_exit_code_2(capsys) -> None:
+def test_mvm_verify_exit_codes(tmp_path, capsys) -> None:
     assert main(["verify", "--only", "nope", "--no-progress"]) == 2
     assert "registered claims" in capsys.readouterr().err
+    assert main(["verify", "--mutants", "nope", "--no-progress"]) == 2
+    assert "known:" in capsys.readouterr().err
+    assert main(["verify", "--only", "lemma_2_4", "--json", str(tmp_path), "--no-progress"]) == 3
+    assert str(tmp_path) in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["verify", "--only", "lemma_2_4", "--markdown", str(blocker / "r.md"), "--no-progress"]) == 3
+    assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_markdown_summary_line() -> None:
-    results = check_lemma_2_4(quick=True)
+def test_mvm_verify_mutants_prints_the_kill_matrix(capsys) -> None:
+    code = main(["verify", "--quick", "--mutants", "lemma_2_4_sqrt_sigma", "torch_dampening", "--jobs", "1",
+                 "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "2 killed, 0 survived" in out
+    assert "FAIL 2/3" in out and "=" in out
+
+
+def test_mvm_verify_mutants_exits_1_when_a_mutant_survives(monkeypatch, capsys) -> None:
+    import proofs_check.methods as methods_module
+
+    harmless = methods_module.Mutant("the reference itself", REFERENCE, ("lemma_2_4",))
+    monkeypatch.setitem(methods_module.MUTANTS, "harmless", harmless)
+    # an unchanged set affects no claim, so nothing runs and the mutant survives
+    assert main(["verify", "--quick", "--mutants", "harmless", "--jobs", "1", "--no-progress"]) == 1
+    assert "SURVIVED" in capsys.readouterr().out
+
+
+def test_markdown_summary_line(reference_results) -> None:
+    results = [r for r in reference_results.values() if r.claim_id.startswith("lemma_2_4")]
     assert format_markdown(results).rstrip().endswith("3 passed, 0 failed")
-
-
-def _sgdm_at_gamma(problem, eta, beta):
-    # A deliberately wrong method: SGDM run at the PyTorch learning rate gamma = eta (1 - beta) instead of
-    # eta, observed on the same time grid as SGD at eta.
-    return SGDM(problem, eta * (1 - beta), beta=beta, time_scale=eta)
-
-
-def test_theorem_3_5_passes_for_eq3() -> None:
-    results = check_theorem_3_5(quick=True)
-    assert all(r.passed for r in results), [(r.claim_id, r.measured, r.ci_low, r.ci_high) for r in results]
-
-
-def test_theorem_3_5_fails_for_sgdm_at_gamma() -> None:
-    results = _by_id(check_theorem_3_5(quick=True, method=_sgdm_at_gamma))
-    for alpha in ("0", "0.25", "0.5"):
-        assert not results[f"theorem_3_5.alpha={alpha}"].passed
-
-
-def test_coupling_passes() -> None:
-    results = check_coupling(quick=True)
-    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
-
-
-def test_coupling_identity_fails_for_a_wrong_update_rule() -> None:
-    def buffer_after_parameter(x, m, g, eta, beta):
-        return x - eta * m, beta * m + (1 - beta) * g
-
-    assert not _by_id(check_coupling(quick=True, step=buffer_after_parameter))["coupling.identity"].passed
-
-
-def test_svag_passes() -> None:
-    results = check_svag(quick=True)
-    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
-
-
-def test_svag_fails_for_wrong_coefficients_and_for_plain_sgd() -> None:
-    def wrong(ell):
-        return (1 + math.sqrt(ell)) / 2, (1 - math.sqrt(ell)) / 2
-
-    def plain_sgd(problem, eta, ell):  # no variance amplification, no learning-rate reduction
-        return SGD(problem, eta, time_scale=eta / ell)
-
-    results = _by_id(check_svag(quick=True, coefficients=wrong, svag_method=plain_sgd))
-    assert not any(results[f"svag.moments.ell={ell}"].passed for ell in (2, 4, 8))
-    assert not results["svag.weak_order"].passed
-
-
-def test_same_sde_passes_and_fails_for_sgdm_at_gamma() -> None:
-    assert all(r.passed for r in check_same_sde(quick=True))
-
-    def covariance_at_gamma(hessian, noise, eta, beta):
-        return stationary_covariance(hessian, noise, eta * (1 - beta) if beta else eta, beta)
-
-    results = _by_id(check_same_sde(quick=True, method=_sgdm_at_gamma, covariance=covariance_at_gamma))
-    assert not results["same_sde.weak.sgdm"].passed
-    assert not results["same_sde.stationary.order"].passed
-    assert not results["same_sde.stationary.coefficient"].passed
-
-
-def test_momentum_matters_passes() -> None:
-    results = check_momentum_matters(quick=True)
-    assert all(r.passed for r in results), [(r.claim_id, r.measured) for r in results]
-
-
-def test_momentum_matters_fails_for_wrong_methods() -> None:
-    def unnormalized_step(x, m, g, eta, beta):  # drops the (1 - beta) of eq. (3)
-        m_next = beta * m + g
-        return x - eta * m_next, m_next
-
-    results = _by_id(check_momentum_matters(quick=True, method=_sgdm_at_gamma, heavy_ball_step=unnormalized_step))
-    assert not results["momentum_matters.stability.heavy_ball"].passed
-    assert not results["momentum_matters.regime.eta_h=1.9"].passed
-
-
-def test_theorem_4_5_passes_and_fails_for_sgdm_at_gamma() -> None:
-    assert all(r.passed for r in check_theorem_4_5(quick=True))
-
-    def slow_time_sgdm_at_gamma(problem, eta, beta):
-        return SGDM(problem, eta * (1 - beta), beta=beta, sigma=1.0, time_scale=eta**2)
-
-    results = _by_id(check_theorem_4_5(quick=True, momentum=slow_time_sgdm_at_gamma))
-    assert not results["theorem_4_5.toy.sgdm_alpha0"].passed
-    assert not results["theorem_4_5.toy.sgd_vs_sgdm"].passed
 
 
 def test_markdown_escapes_pipes_inside_cells() -> None:
