@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.linalg
-import scipy.linalg.blas
 
 from theory.params import check_learning_rate, check_momentum
 
@@ -340,16 +339,18 @@ def rotate_to_eigenbasis(H: np.ndarray, Sigma: np.ndarray, noise_factor: np.ndar
     r"""Eigenbasis of validated ``H`` (see :func:`check_quadratic`) and ``Sigma`` in it.
 
     With the lower Cholesky factor :math:`L` of :math:`\Sigma` (``noise_factor``), :math:`S=(V^\top L)(V^\top L)^\top`
-    by a triangular product and a symmetric rank-d update, about half the work of two general products.
+    by one product and a symmetric rank-d update (exactly symmetric), instead of two general products.
+
+    Everything runs on NumPy's LAPACK and BLAS (:func:`numpy.linalg.eigh`, the divide-and-conquer driver, and
+    ``@``): SciPy ships a second OpenBLAS, and alternating between the two libraries leaves one library's idle
+    threads spinning on the cores the other needs.
     """
-    # LAPACK's divide-and-conquer driver; inputs are already checked finite.
-    eigenvalues, eigenvectors = scipy.linalg.eigh(H, driver="evd", check_finite=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(H)
     if noise_factor is None:
-        rotated = eigenvectors.T @ Sigma @ eigenvectors
+        rotated = eigenvectors.T @ (Sigma @ eigenvectors)
     else:
-        factor = scipy.linalg.blas.dtrmm(1.0, noise_factor, eigenvectors.T, side=1, lower=1)
-        upper = scipy.linalg.blas.dsyrk(1.0, factor)  # upper triangle of factor @ factor.T
-        rotated = np.triu(upper) + np.triu(upper, 1).T
+        factor = eigenvectors.T @ noise_factor
+        rotated = factor @ factor.T  # NumPy calls the symmetric rank-k update for a product with its own transpose
     return Eigenbasis(eigenvalues, eigenvectors, rotated)
 
 
@@ -421,10 +422,25 @@ def _stable_problem(H: object, Sigma: object, eta: float, beta: float) -> Quadra
 
 
 def _closed_form_x(basis: Eigenbasis, eta: float, beta: float) -> np.ndarray:
+    r""":math:`V(S\circ F_{xx})V^\top` with :math:`F_{xx}` of :func:`stationary_pair_factors`, vectorised in place.
+
+    Expanding :math:`(h_i-\beta h_j)(h_j-\beta h_i)=(1+\beta^2)h_ih_j-\beta(h_i^2+h_j^2)` writes the denominator
+    of :math:`f_{xx}` as :math:`a_i+a_j-c\,h_ih_j` with :math:`a_i=(1-\beta^2)h_i+\eta\beta h_i^2` and
+    :math:`c=\eta(1+\beta^2)`: one outer product and two broadcast additions on a single :math:`d\times d` buffer.
+    """
     h = basis.eigenvalues
-    f_xx, _, _ = stationary_pair_factors(h[:, None], h[None, :], eta, beta)
-    cov_x = basis.to_original(basis.rotated_noise * f_xx)
-    return (cov_x + cov_x.T) / 2.0
+    one_minus_beta_sq = 1.0 - beta * beta
+    a = one_minus_beta_sq * h + eta * beta * h * h
+    denominator = np.multiply.outer(h, -eta * (1.0 + beta * beta) * h)
+    denominator += a[:, None]
+    denominator += a[None, :]
+    weighted = np.divide(basis.rotated_noise, denominator, out=denominator)
+    weighted *= eta * one_minus_beta_sq
+    V = basis.eigenvectors
+    cov = (V @ weighted) @ V.T
+    cov += cov.T  # NumPy buffers the overlapping transpose
+    cov *= 0.5
+    return cov
 
 
 def _check_stationary_method(method: str) -> str:
