@@ -65,8 +65,10 @@ from paper_figures.runs import (
 from paper_figures.slow_sde import (
     SLOW_SDE_FIGURE,
     SlowSDEComparison,
+    ToyManifoldFigureData,
     plot_slow_sde,
     slow_sde_comparison,
+    toy_manifold_figure_data,
 )
 from paper_figures.stability_regions import (
     METHOD_COLORS,
@@ -160,6 +162,7 @@ __all__ = [
     "StabilityRegions",
     "StationaryRatioComparison",
     "SweepRun",
+    "ToyManifoldFigureData",
     "WeakErrorSlopes",
     "alpha_regimes",
     "available_figures",
@@ -213,6 +216,7 @@ __all__ = [
     "svag_stationary_variance",
     "svag_sweep_members",
     "svag_sweep_settings",
+    "toy_manifold_figure_data",
     "train_figure_runs",
     "transition_spectral_radius",
     "weak_error_slopes",

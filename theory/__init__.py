@@ -45,7 +45,6 @@ from theory.manifold import (
     third_derivative_contraction,
 )
 from theory.manifold_models import (
-    ToyManifoldFigureData,
     diagonal_network_data,
     diagonal_network_model,
     diagonal_network_projection,
@@ -53,7 +52,6 @@ from theory.manifold_models import (
     label_noise_toy_model,
     toy_coordinate,
     toy_label_noise_flow,
-    toy_manifold_figure_data,
     toy_manifold_point,
     toy_projection,
 )
@@ -196,7 +194,6 @@ __all__ = [
     "StabilityDerivation",
     "StationaryMoments",
     "SymbolicManifoldModel",
-    "ToyManifoldFigureData",
     "WeakErrorResult",
     "WeakOrder2",
     "WeakOrderFit",
@@ -291,7 +288,6 @@ __all__ = [
     "third_derivative_contraction",
     "toy_coordinate",
     "toy_label_noise_flow",
-    "toy_manifold_figure_data",
     "toy_manifold_point",
     "toy_projection",
     "transition_matrix",
