@@ -86,10 +86,8 @@ from paper_figures.stationary_ratio import (
     StationaryRatioComparison,
     check_burn_in,
     plot_stationary_ratio,
-    ratio_of_means_interval,
     ratio_series_coefficients,
     stationary_ratio_comparison,
-    stationary_second_moments,
 )
 from paper_figures.stats import (
     Interval,
@@ -199,7 +197,6 @@ __all__ = [
     "plot_svag_convergence",
     "plot_svag_sweep",
     "plot_weak_error_slopes",
-    "ratio_of_means_interval",
     "ratio_series_coefficients",
     "record_digest",
     "register",
@@ -209,7 +206,6 @@ __all__ = [
     "slow_sde_comparison",
     "stability_regions",
     "stationary_ratio_comparison",
-    "stationary_second_moments",
     "summarize_batch_sweep",
     "summarize_svag_sweep",
     "svag_convergence",
