@@ -65,8 +65,10 @@ from paper_figures.runs import (
 from paper_figures.slow_sde import (
     SLOW_SDE_FIGURE,
     SlowSDEComparison,
+    ToyManifoldFigureData,
     plot_slow_sde,
     slow_sde_comparison,
+    toy_manifold_figure_data,
 )
 from paper_figures.stability_regions import (
     METHOD_COLORS,
@@ -84,10 +86,8 @@ from paper_figures.stationary_ratio import (
     StationaryRatioComparison,
     check_burn_in,
     plot_stationary_ratio,
-    ratio_of_means_interval,
     ratio_series_coefficients,
     stationary_ratio_comparison,
-    stationary_second_moments,
 )
 from paper_figures.stats import (
     Interval,
@@ -160,6 +160,7 @@ __all__ = [
     "StabilityRegions",
     "StationaryRatioComparison",
     "SweepRun",
+    "ToyManifoldFigureData",
     "WeakErrorSlopes",
     "alpha_regimes",
     "available_figures",
@@ -196,7 +197,6 @@ __all__ = [
     "plot_svag_convergence",
     "plot_svag_sweep",
     "plot_weak_error_slopes",
-    "ratio_of_means_interval",
     "ratio_series_coefficients",
     "record_digest",
     "register",
@@ -206,13 +206,13 @@ __all__ = [
     "slow_sde_comparison",
     "stability_regions",
     "stationary_ratio_comparison",
-    "stationary_second_moments",
     "summarize_batch_sweep",
     "summarize_svag_sweep",
     "svag_convergence",
     "svag_stationary_variance",
     "svag_sweep_members",
     "svag_sweep_settings",
+    "toy_manifold_figure_data",
     "train_figure_runs",
     "transition_spectral_radius",
     "weak_error_slopes",

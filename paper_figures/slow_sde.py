@@ -2,7 +2,7 @@ r"""Figure of Theorem 4.5: SGD, SGDM and the slow SDE on the label-noise toy, an
 
 Figure ID ``fig_slow_sde``.  Compute and plot are separate: :func:`slow_sde_comparison` simulates
 (vectorised, seeded) and returns arrays; :func:`plot_slow_sde` draws them with
-:func:`theory.manifold_models.toy_manifold_figure_data`.
+:func:`toy_manifold_figure_data` (the manifold, the label-noise flow and isotropic-noise slow-SDE paths).
 
 Left panel: the position :math:`s` of :math:`\Phi(x)` along :math:`\Gamma=\{uv=1\}` against slow time
 :math:`t=k\eta^2` — mean over paths of SGD and of SGDM (paper eq. (3), same :math:`\eta`) for each
@@ -13,6 +13,7 @@ slow-SDE sample paths, and one SGD path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,18 +24,25 @@ import numpy as np
 from paper_figures.figure_parts import restore_dataclass
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
 from paper_figures.style import FULL_WIDTH, OPTIMIZER_COLORS, PALETTE, new_figure, save_figure
+from theory.manifold import integrate_slow_sde
 from theory.manifold_models import (
-    ToyManifoldFigureData,
+    isotropic_noise_toy_model,
     label_noise_toy_model,
     toy_coordinate,
     toy_label_noise_flow,
-    toy_manifold_figure_data,
     toy_manifold_point,
 )
 from theory.problems import Problem
 from theory.simulate import SGD, SGDM, simulate
 
-__all__ = ["SLOW_SDE_FIGURE", "SlowSDEComparison", "plot_slow_sde", "slow_sde_comparison"]
+__all__ = [
+    "SLOW_SDE_FIGURE",
+    "SlowSDEComparison",
+    "ToyManifoldFigureData",
+    "plot_slow_sde",
+    "slow_sde_comparison",
+    "toy_manifold_figure_data",
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,47 @@ def slow_sde_comparison(
         sgd=np.array(sgd),
         sgdm=np.array(sgdm),
         sgd_path=sgd_path,
+    )
+
+
+@dataclass(frozen=True)
+class ToyManifoldFigureData:
+    r"""Data for the manifold figure of the 2-D toy: the curve :math:`\Gamma_+`, the separatrix, the label-noise
+    slow flow (ODE and closed form) and isotropic-noise slow-SDE sample paths, on :math:`t=k\eta^2`.
+    """
+
+    manifold_curve: np.ndarray  # (n_curve, 2): (e^s, e^-s), s in [-s_max, s_max]
+    separatrix: np.ndarray  # (2, 2): end points of the segment u + v = 0 in the plotted window
+    times: np.ndarray  # (n_times,)
+    label_noise_path: np.ndarray  # (n_times, 2): slow flow by solve_ivp
+    label_noise_closed_form: np.ndarray  # (n_times, 2): sinh(2 s) = sinh(2 s0) e^{-sigma^2 t}
+    isotropic_paths: np.ndarray  # (n_paths, n_times, 2): Euler-Maruyama with re-projection
+
+
+def toy_manifold_figure_data(
+    s0: float = 1.0, t_final: float = 2.0, *, n_paths: int = 5, n_steps: int = 400, sigma: float = 1.0, seed: int = 0
+) -> ToyManifoldFigureData:
+    r"""Arrays for a figure of :math:`\Gamma=\{uv=1\}` with slow-SDE trajectories from
+    :math:`\zeta_0=(e^{s_0},e^{-s_0})` (Theorem 4.5; THEORY.md 7.4): label noise (a deterministic flow to the
+    flattest point :math:`s=0`) and isotropic noise (diffusion along :math:`\Gamma`), from the closed forms and
+    :func:`theory.manifold.integrate_slow_sde` on :func:`theory.manifold_models.label_noise_toy_model` and
+    :func:`theory.manifold_models.isotropic_noise_toy_model`; drawn by :func:`plot_slow_sde`.
+    """
+    s_max = abs(s0) + 1.0
+    curve = toy_manifold_point(np.linspace(-s_max, s_max, 201))
+    zeta0 = toy_manifold_point(np.array(s0))
+    label = integrate_slow_sde(label_noise_toy_model(), zeta0, t_final, sigma=sigma, n_steps=n_steps)
+    isotropic = integrate_slow_sde(
+        isotropic_noise_toy_model(), zeta0, t_final, sigma=sigma, n_steps=n_steps, n_paths=n_paths, rng=seed
+    )
+    edge = math.exp(s_max)
+    return ToyManifoldFigureData(
+        manifold_curve=curve,
+        separatrix=np.array([[-edge, edge], [edge, -edge]]),
+        times=label.times,
+        label_noise_path=label.states[0],
+        label_noise_closed_form=toy_manifold_point(toy_label_noise_flow(s0, label.times, sigma)),
+        isotropic_paths=isotropic.states,
     )
 
 

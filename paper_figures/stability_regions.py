@@ -17,7 +17,8 @@ where momentum matters (claim 8, THEORY.md 2.4), when curvature-induced instabil
 
 Left panel: the three nested regions (theory) and the measured edges: for each :math:`\beta` on a grid, bisection
 in :math:`\log\eta h` of "the deterministic iteration of the update rule (:mod:`theory.forms`: paper eq. (3) and
-normalized Nesterov) from :math:`(x_0,m_0)=(1,0)` has :math:`\max_{K-W<k\le K}|x_k|>1`".  Right panel: the
+normalized Nesterov) from :math:`(x_0,m_0)=(1,0)` has :math:`\max_{K-W<k\le K}|x_k|>1`"
+(:func:`theory.quadratic.measured_stability_edge`).  Right panel: the
 spectral radius of the transition matrix (:func:`theory.quadratic.transition_matrix`, eigenvalues by NumPy) against
 :math:`\eta h` at one :math:`\beta`, crossing 1 at the thresholds, with the measured edges.
 """
@@ -34,13 +35,15 @@ import numpy as np
 from paper_figures.figure_parts import restore_dataclass
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
 from paper_figures.style import FULL_WIDTH, OPTIMIZER_COLORS, PALETTE, new_figure, save_figure
-from theory.forms import normalized_nesterov_step, normalized_step
+from theory.forms import normalized_nesterov_step, normalized_step, sgd_step
 from theory.params import check_momentum
 from theory.quadratic import STABILITY_METHODS, stability_threshold, transition_matrix
+from theory.quadratic import measured_stability_edge as theory_measured_stability_edge
 
 __all__ = [
     "METHOD_COLORS",
     "STABILITY_REGIONS_FIGURE",
+    "STEPS",
     "StabilityRegions",
     "measured_stability_edge",
     "plot_stability_regions",
@@ -52,69 +55,20 @@ METHOD_LABELS = {"sgd": "SGD", "heavy_ball": "SGDM (heavy ball)", "nesterov": "N
 METHOD_COLORS = {"sgd": OPTIMIZER_COLORS["SGD"], "heavy_ball": OPTIMIZER_COLORS["SGDM"], "nesterov": PALETTE[2]}
 #: The transition-matrix form of each stability method (paper eq. (3) for heavy ball).
 _FORMS = {"sgd": "sgd", "heavy_ball": "normalized", "nesterov": "nesterov"}
-#: Amplitude window: divergence is judged on the largest |x_k| over the last ``_WINDOW`` steps (an oscillating
-#: iterate can pass near 0 at any single step).
-_WINDOW = 50
+#: The update rule of each stability method (:mod:`theory.forms`; paper eq. (3) for heavy ball).
+STEPS = {"sgd": sgd_step, "heavy_ball": normalized_step, "nesterov": normalized_nesterov_step}
 
 
-def _sgd_step(x, m, g, eta, beta):
-    return x - eta * g, m
+def measured_stability_edge(method: str, betas: Sequence[float], **options: Any) -> np.ndarray:
+    r"""Measured edge in :math:`\eta h` of one stability method's update rule (:data:`STEPS`), per :math:`\beta`.
 
-
-_STEPS = {"sgd": _sgd_step, "heavy_ball": normalized_step, "nesterov": normalized_nesterov_step}
-
-
-def _diverges(method: str, eta_h: np.ndarray, betas: np.ndarray, steps: int) -> np.ndarray:
-    """Whether the deterministic iteration (h = 1, so eta = eta*h) from (1, 0) has max |x| > 1 near step ``steps``."""
-    step = _STEPS[method]
-    x, m = np.ones_like(eta_h), np.zeros_like(eta_h)
-    amplitude = np.zeros_like(eta_h)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(steps):
-            x, m = step(x, m, x, eta_h, betas)  # g = h x with h = 1
-            x = np.where(np.isfinite(x), x, np.inf)  # inf - inf is NaN: keep an overflowed path diverged
-            if k >= steps - _WINDOW:
-                amplitude = np.maximum(amplitude, np.abs(x))
-    return ~(amplitude <= 1.0)
-
-
-def measured_stability_edge(
-    method: str,
-    betas: Sequence[float],
-    *,
-    steps: int = 2000,
-    iterations: int = 40,
-    bracket: tuple[float, float] = (1e-3, 1e5),
-) -> np.ndarray:
-    r"""Edge of convergence in :math:`\eta h` of the deterministic iteration, for each :math:`\beta`, by bisection.
-
-    The iterate is judged diverged when :math:`\max_{K-W<k\le K}|x_k|>1` (:math:`K` = ``steps``, :math:`W=50`); the
-    bisection runs on :math:`\log\eta h` inside ``bracket`` (its ends must be stable and unstable) for ``iterations``
-    halvings, and returns the midpoint of the final interval.  Near an edge the iterate behaves like
-    :math:`c\rho^k`, so the measured edge lies where :math:`|c|\rho^K\approx1`: within :math:`|\log|c||/K` of
-    :math:`\rho=1` (:math:`|c|\le\frac{1+\beta}{1-\beta}` here).  Uses the update rules of :mod:`theory.forms`,
-    nothing of the threshold formulas.
+    :func:`theory.quadratic.measured_stability_edge` (bisection of the deterministic iteration; its docstring gives
+    the accuracy and the ``options`` ``steps``, ``iterations``, ``bracket``) on the rule of ``method``; nothing of
+    the threshold formulas is used.
     """
-    if method not in STABILITY_METHODS:
+    if method not in STEPS:
         raise ValueError(f"method must be one of {STABILITY_METHODS}, got {method!r}")
-    momenta = np.array([check_momentum(float(b)) for b in betas])
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= _WINDOW:
-        raise ValueError(f"steps must be an integer > {_WINDOW}, got {steps!r}")
-    if not (len(bracket) == 2 and 0.0 < bracket[0] < bracket[1] and np.isfinite(bracket[1])):
-        raise ValueError(f"bracket must be (low, high) with 0 < low < high < inf, got {bracket!r}")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-    low, high = np.full(momenta.shape, np.log(bracket[0])), np.full(momenta.shape, np.log(bracket[1]))
-    if np.any(_diverges(method, np.exp(low), momenta, steps)) or not np.all(
-        _diverges(method, np.exp(high), momenta, steps)
-    ):
-        raise ValueError(f"bracket {bracket} must be stable at its lower end and unstable at its upper end")
-    for _ in range(iterations):
-        middle = (low + high) / 2
-        unstable = _diverges(method, np.exp(middle), momenta, steps)
-        high = np.where(unstable, middle, high)
-        low = np.where(unstable, low, middle)
-    return np.exp((low + high) / 2)
+    return theory_measured_stability_edge(STEPS[method], betas, **options)
 
 
 def transition_spectral_radius(method: str, eta_h: Sequence[float], beta: float) -> np.ndarray:

@@ -12,16 +12,17 @@ SGD (:math:`x_{k+1}=x_k-\eta g_k`) and normalized SGDM (paper eq. (3), :math:`m_
 
 a function of :math:`\eta h` and :math:`\beta` only (the loss ratio is the same number: :math:`\mathcal L=\tfrac h2
 x^2`).  :math:`R` is Lemma 2.4's curvature-to-noise ratio at SGD's stationary law; the identity is the one of
-:func:`proofs_check.momentum_matters.regime_loss_ratio` (claim 8).  Its series in :math:`\eta h`,
+:func:`theory.quadratic.regime_loss_ratio` (claim 8).  Its series in :math:`\eta h`,
 :math:`1+\frac{2\beta}{1+\beta}\sum_{n\ge1}(\eta h/2)^n`, converges only for :math:`\eta h<2` — SGD's stability
 threshold — so every truncation misses the blow-up there: the leading-order statement "SGD and SGDM have the same
 stationary law" (Theorem 3.5's SDE) is an :math:`\eta h\to0` statement.
 
 Left panel: the exact ratio (:func:`theory.quadratic.stationary_covariance`, the eigenbasis closed form) for a few
 :math:`\beta`, the identity at marked points, and Monte Carlo ratios of time-averaged :math:`x_k^2` (SGD and SGDM
-on common random numbers, :func:`theory.simulate.run_lockstep`) with 95% delta-method intervals.  Right panel: for
-one :math:`\beta`, the truncations of order 1, 2, 3 of the SymPy series (derived from
-:func:`theory.quadratic_symbolic.stationary_variance_symbolic`) against the exact ratio.
+on common random numbers, :func:`theory.stationary.stationary_second_moments`) with 95% delta-method intervals
+(:func:`theory.stationary.ratio_of_means_interval`).  Right panel: for one :math:`\beta`, the truncations of order
+1, 2, 3 of the SymPy series (derived from :func:`theory.quadratic_symbolic.stationary_variance_symbolic`) against
+the exact ratio.
 
 Monte Carlo: all :math:`\eta h` values run at once as the coordinates of a diagonal quadratic with
 :math:`\eta=1`, :math:`H=\operatorname{diag}(\eta h)`, :math:`\Sigma=I` (independent coordinates).
@@ -40,19 +41,18 @@ import numpy as np
 import sympy as sp
 from scipy import stats
 
-from paper_figures.figure_parts import interval_arrays, interval_errorbar, restore_dataclass
+from paper_figures.figure_parts import interval_errorbar, restore_dataclass
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
-from paper_figures.stats import Interval
 from paper_figures.style import FULL_WIDTH, PALETTE, new_figure, save_figure
-from proofs_check.momentum_matters import regime_loss_ratio
 from theory.problems import noisy_quadratic
-from theory.quadratic import spectral_radius, stability_threshold, stationary_covariance
+from theory.quadratic import regime_loss_ratio, spectral_radius, stability_threshold, stationary_covariance
 from theory.quadratic_symbolic import beta as beta_symbol
 from theory.quadratic_symbolic import eta as eta_symbol
 from theory.quadratic_symbolic import h as h_symbol
 from theory.quadratic_symbolic import s as s_symbol
 from theory.quadratic_symbolic import stationary_variance_symbolic
-from theory.simulate import SGD, SGDM, Method, run_lockstep
+from theory.simulate import SGD, SGDM
+from theory.stationary import ratio_of_means_interval, stationary_second_moments
 
 __all__ = [
     "BETA_COLORS",
@@ -61,10 +61,8 @@ __all__ = [
     "StationaryRatioComparison",
     "check_burn_in",
     "plot_stationary_ratio",
-    "ratio_of_means_interval",
     "ratio_series_coefficients",
     "stationary_ratio_comparison",
-    "stationary_second_moments",
 ]
 
 #: Burn-in needed before time-averaging, in relaxation times :math:`1/(-2\log\rho)` of the slowest second moment.
@@ -73,66 +71,7 @@ BURN_IN_RELAXATION_TIMES = 10.0
 BETA_COLORS = (PALETTE[2], PALETTE[3], PALETTE[4], PALETTE[5])
 
 
-# --- Monte Carlo of stationary second moments -----------------------------------------------------------------
-
-
-def stationary_second_moments(
-    methods: Sequence[Method],
-    x0: Sequence[float],
-    burn_in: int,
-    window: int,
-    n_paths: int,
-    seed: int | np.random.SeedSequence | np.random.Generator,
-    *,
-    period_steps: int = 1,
-) -> np.ndarray:
-    r"""Per-path time averages :math:`\frac1W\sum_{j=B+1}^{B+W}x_{t_j}^2` of every method, on common random numbers.
-
-    The methods run side by side on the same normal draws (:func:`theory.simulate.run_lockstep`), so estimates of
-    different methods are positively correlated and their ratios are precise.  Observation times :math:`t_j` are
-    every ``period_steps`` steps of the coarsest method; the first ``burn_in`` periods are discarded.  Returns an
-    array of shape ``(len(methods), n_paths, d)``: independent replicates over paths (per coordinate).
-    """
-    if isinstance(burn_in, bool) or not isinstance(burn_in, int) or burn_in < 0:
-        raise ValueError(f"burn_in must be an integer >= 0 (observation periods), got {burn_in!r}")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"window must be an integer >= 1 (observation periods), got {window!r}")
-    sums = None
-    for period, _, states in run_lockstep(methods, x0, burn_in + window, n_paths, seed, period_steps=period_steps):
-        if period <= burn_in:
-            continue
-        squares = np.stack(states) ** 2
-        sums = squares if sums is None else sums + squares
-    return sums / window
-
-
-def ratio_of_means_interval(
-    numerator: Sequence[float] | np.ndarray, denominator: Sequence[float] | np.ndarray, level: float = 0.95
-) -> Interval:
-    r"""Ratio :math:`\bar a/\bar b` of the means of paired replicates and its delta-method interval.
-
-    .. math:: \operatorname{Var}\frac{\bar a}{\bar b}\approx\frac{s_a^2-2rs_{ab}+r^2s_b^2}{n\,\bar b^2},
-              \qquad r=\bar a/\bar b,
-
-    with sample (co)variances over the :math:`n` pairs and a Student-t quantile; pairing (common random numbers)
-    enters through :math:`s_{ab}`.
-    """
-    a = np.asarray(numerator, dtype=np.float64).reshape(-1)
-    b = np.asarray(denominator, dtype=np.float64).reshape(-1)
-    if a.shape != b.shape or a.size < 2:
-        raise ValueError(f"need two paired samples of equal length >= 2, got {a.size} and {b.size}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("samples must be finite")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
-    mean_b = float(b.mean())
-    if not mean_b > 0.0:
-        raise ValueError(f"the denominator's mean must be > 0, got {mean_b!r}")
-    ratio = float(a.mean()) / mean_b
-    covariance = np.cov(a, b, ddof=1)
-    variance = (covariance[0, 0] - 2 * ratio * covariance[0, 1] + ratio**2 * covariance[1, 1]) / (a.size * mean_b**2)
-    half = float(stats.t.ppf(0.5 + level / 2, a.size - 1) * math.sqrt(max(variance, 0.0)))
-    return Interval(ratio, ratio - half, ratio + half, int(a.size), level)
+# --- burn-in ----------------------------------------------------------------------------------------------------
 
 
 def check_burn_in(burn_in: int, eta_h: Sequence[float], betas: Sequence[float]) -> None:
@@ -283,11 +222,13 @@ def stationary_ratio_comparison(
         seed,
         period_steps=observe_every,
     )
-    intervals = [
+    estimates = [
         [ratio_of_means_interval(moments[0][:, j], moments[1 + i][:, j]) for j in range(mc_grid.size)]
         for i in range(len(betas))
     ]
-    mc_ratio, mc_low, mc_high = interval_arrays(intervals)
+    mc_ratio, mc_low, mc_high = (
+        np.array([[getattr(e, field) for e in row] for row in estimates]) for field in ("ratio", "ci_low", "ci_high")
+    )
     return StationaryRatioComparison(
         betas=betas,
         eta_h=grid,

@@ -35,7 +35,7 @@ import numpy as np
 
 from paper_figures.figure_parts import interval_arrays, interval_errorbar, restore_dataclass
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
-from paper_figures.stationary_ratio import BURN_IN_RELAXATION_TIMES, stationary_second_moments
+from paper_figures.stationary_ratio import BURN_IN_RELAXATION_TIMES
 from paper_figures.stats import mean_interval
 from paper_figures.style import FULL_WIDTH, OPTIMIZER_COLORS, PALETTE, new_figure, save_figure
 from proofs_check.svag import WEAK_ORDER_ETA, svag_weak_errors
@@ -43,6 +43,7 @@ from theory.params import check_learning_rate
 from theory.problems import noisy_quadratic
 from theory.quadratic import sde_stationary_covariance, stationary_covariance
 from theory.simulate import SVAG
+from theory.stationary import stationary_second_moments
 from theory.svag import check_svag_factor
 from theory.weak_error import fit_weak_order
 

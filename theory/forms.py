@@ -47,8 +47,11 @@ __all__ = [
     "prove_scheduled_coupling_identity",
     "pytorch_nesterov_step",
     "pytorch_step",
+    "sgd_step",
 ]
 
+#: One step of an update rule, ``step(x, state, g, lr, beta) -> (x, state)``.  The rules below use arithmetic
+#: operators only, so they take SymPy expressions (for the proofs) and NumPy arrays (for numerics) alike.
 Step = Callable[..., tuple[sp.Expr, sp.Expr]]
 
 x, g, gamma, eta = sp.symbols("x g gamma eta", real=True)
@@ -72,6 +75,12 @@ class Proof:
 
 
 # --- update rules: one step of each form, gradient g given --------------------------------------------
+
+
+def sgd_step(x: sp.Expr, m: sp.Expr, g: sp.Expr, eta: sp.Expr, beta: sp.Expr):
+    r"""Plain SGD in the two-state signature of the momentum rules: :math:`x_{k+1}=x_k-\eta g_k`, :math:`m` and
+    :math:`\beta` ignored (SGDM at :math:`\beta=0`), so it can stand wherever a :data:`Step` is expected."""
+    return x - eta * g, m
 
 
 def pytorch_step(x: sp.Expr, b: sp.Expr, g: sp.Expr, gamma: sp.Expr, beta: sp.Expr):

@@ -26,16 +26,14 @@ For the discrete SGD/SGDM simulations of Theorem 4.5, each model's stochastic gr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import sympy as sp
 
-from theory.manifold import ManifoldModel, SymbolicManifoldModel, integrate_slow_sde, lambdify_model
+from theory.manifold import ManifoldModel, SymbolicManifoldModel, lambdify_model
 
 __all__ = [
-    "ToyManifoldFigureData",
     "diagonal_network_data",
     "diagonal_network_model",
     "diagonal_network_projection",
@@ -43,7 +41,6 @@ __all__ = [
     "label_noise_toy_model",
     "toy_coordinate",
     "toy_label_noise_flow",
-    "toy_manifold_figure_data",
     "toy_manifold_point",
     "toy_projection",
 ]
@@ -315,49 +312,4 @@ def diagonal_network_model(n_samples: int = 3, n_features: int = 5, seed: int = 
             label_noise_constant=1.0,
             projection=projection,
         )
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Figure data (plotting lives in paper_figures)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ToyManifoldFigureData:
-    r"""Data for the manifold figure of the 2-D toy: the curve :math:`\Gamma_+`, the separatrix, the label-noise
-    slow flow (ODE and closed form) and isotropic-noise slow-SDE sample paths, on :math:`t=k\eta^2`.
-    """
-
-    manifold_curve: np.ndarray  # (n_curve, 2): (e^s, e^-s), s in [-s_max, s_max]
-    separatrix: np.ndarray  # (2, 2): end points of the segment u + v = 0 in the plotted window
-    times: np.ndarray  # (n_times,)
-    label_noise_path: np.ndarray  # (n_times, 2): slow flow by solve_ivp
-    label_noise_closed_form: np.ndarray  # (n_times, 2): sinh(2 s) = sinh(2 s0) e^{-sigma^2 t}
-    isotropic_paths: np.ndarray  # (n_paths, n_times, 2): Euler-Maruyama with re-projection
-
-
-def toy_manifold_figure_data(
-    s0: float = 1.0, t_final: float = 2.0, *, n_paths: int = 5, n_steps: int = 400, sigma: float = 1.0, seed: int = 0
-) -> ToyManifoldFigureData:
-    r"""Arrays for a figure of :math:`\Gamma=\{uv=1\}` with slow-SDE trajectories from
-    :math:`\zeta_0=(e^{s_0},e^{-s_0})` (Theorem 4.5; THEORY.md 7.4): label noise (a deterministic flow to the
-    flattest point :math:`s=0`) and isotropic noise (diffusion along :math:`\Gamma`). Pure data; drawing is left
-    to ``paper_figures``.
-    """
-    s_max = abs(s0) + 1.0
-    curve = toy_manifold_point(np.linspace(-s_max, s_max, 201))
-    zeta0 = toy_manifold_point(np.array(s0))
-    label = integrate_slow_sde(label_noise_toy_model(), zeta0, t_final, sigma=sigma, n_steps=n_steps)
-    isotropic = integrate_slow_sde(
-        isotropic_noise_toy_model(), zeta0, t_final, sigma=sigma, n_steps=n_steps, n_paths=n_paths, rng=seed
-    )
-    edge = math.exp(s_max)
-    return ToyManifoldFigureData(
-        manifold_curve=curve,
-        separatrix=np.array([[-edge, edge], [edge, -edge]]),
-        times=label.times,
-        label_noise_path=label.states[0],
-        label_noise_closed_form=toy_manifold_point(toy_label_noise_flow(s0, label.times, sigma)),
-        isotropic_paths=isotropic.states,
     )

@@ -23,14 +23,17 @@ No SymPy here: the numeric code is plain NumPy/SciPy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.linalg
-import scipy.linalg.blas
 
 from theory.params import check_learning_rate, check_momentum
+
+if TYPE_CHECKING:  # theory.forms is SymPy-based; its update rules themselves are plain arithmetic
+    from theory.forms import Step
 
 __all__ = [
     "FORMS",
@@ -45,6 +48,8 @@ __all__ = [
     "check_stable",
     "discrete_stationary_covariance",
     "is_stable",
+    "measured_stability_edge",
+    "regime_loss_ratio",
     "rotate_to_eigenbasis",
     "sde_stationary_covariance",
     "spectral_radius",
@@ -238,6 +243,89 @@ def check_stable(eigenvalues: np.ndarray, eta: float, beta: float, method: Stabi
         )
 
 
+#: Amplitude window of :func:`measured_stability_edge`: divergence is judged on the largest :math:`|x_k|` over the
+#: last ``EDGE_WINDOW`` steps (an oscillating iterate can pass near 0 at any single step).
+EDGE_WINDOW = 50
+
+
+def _diverges(step: Step, eta_h: np.ndarray, betas: np.ndarray, steps: int) -> np.ndarray:
+    """Whether the deterministic iteration (h = 1, so eta = eta*h) from (1, 0) has max |x| > 1 near step ``steps``."""
+    x, m = np.ones_like(eta_h), np.zeros_like(eta_h)
+    amplitude = np.zeros_like(eta_h)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps):
+            x, m = step(x, m, x, eta_h, betas)  # g = h x with h = 1
+            x = np.where(np.isfinite(x), x, np.inf)  # inf - inf is NaN: keep an overflowed path diverged
+            if k >= steps - EDGE_WINDOW:
+                amplitude = np.maximum(amplitude, np.abs(x))
+    return ~(amplitude <= 1.0)
+
+
+def measured_stability_edge(
+    step: Step,
+    betas: Sequence[float],
+    *,
+    steps: int = 2000,
+    iterations: int = 40,
+    bracket: tuple[float, float] = (1e-3, 1e5),
+) -> np.ndarray:
+    r"""Edge of convergence in :math:`\eta h` of an update rule's deterministic iteration per :math:`\beta` (bisection).
+
+    ``step(x, m, g, eta, beta) -> (x, m)`` is one step of the rule (:data:`theory.forms.Step`, e.g.
+    :func:`theory.forms.sgd_step`, :func:`theory.forms.normalized_step` for paper eq. (3),
+    :func:`theory.forms.normalized_nesterov_step`, or a user's own rule); it is iterated on
+    :math:`\mathcal L=\tfrac h2x^2` with :math:`h=1` (so :math:`\eta=\eta h` and :math:`g_k=x_k`) from
+    :math:`(x_0,m_0)=(1,0)`, all :math:`\beta` at once as arrays.  The iterate is judged diverged when
+    :math:`\max_{K-W<k\le K}|x_k|>1` (:math:`K` = ``steps``, :math:`W` = :data:`EDGE_WINDOW`); the bisection runs on
+    :math:`\log\eta h` inside ``bracket`` for ``iterations`` halvings and returns the midpoint of the final interval.
+
+    Accuracy: near an edge the iterate behaves like :math:`c\rho^k` with :math:`\rho` the spectral radius
+    (:func:`spectral_radius`), so the measured edge lies where :math:`|c|\rho^K\approx1`, i.e. inside the stable
+    region with :math:`0\le1-\rho\lesssim\log|c|/(K-W)` (:math:`|c|\le\frac{1+\beta}{1-\beta}` for the rules of
+    :mod:`theory.forms`), plus the bisection's relative resolution :math:`\log(\text{high}/\text{low})/2^{n+1}`.
+    For the rules of :mod:`theory.forms` the edge is the threshold of :func:`stability_threshold` (THEORY.md 5.3,
+    Cohen et al. 2021; claim 8): 2 for SGD, :math:`\frac{2(1+\beta)}{1-\beta}` for heavy ball (38 at
+    :math:`\beta=0.9`), :math:`\frac{2(1+\beta)}{(1-\beta)(1+2\beta)}` for Nesterov.  Nothing of those formulas is
+    used here, so a wrong rule shows up as a wrong edge.
+
+    Raises ``ValueError`` for a non-callable ``step``, ``beta`` outside [0, 1), ``steps <= EDGE_WINDOW``,
+    ``iterations < 1``, a bracket that is not ``0 < low < high < inf``, and when the rule diverges at the lower end
+    of the bracket or does not diverge at its upper end (a rule that never diverges, e.g. one ignoring the gradient,
+    has no edge to find).
+    """
+    if not callable(step):
+        raise ValueError(f"step must be an update rule step(x, m, g, eta, beta) -> (x, m), got {step!r}")
+    momenta = np.array([check_momentum(b) for b in np.asarray(betas, dtype=np.float64).reshape(-1)])
+    if momenta.size == 0:
+        raise ValueError("betas must hold at least one momentum value in [0, 1)")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= EDGE_WINDOW:
+        raise ValueError(f"steps must be an integer > {EDGE_WINDOW} (the amplitude window), got {steps!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise ValueError(f"iterations must be an integer >= 1 (bisection halvings), got {iterations!r}")
+    if not (len(bracket) == 2 and 0.0 < bracket[0] < bracket[1] and np.isfinite(bracket[1])):
+        raise ValueError(f"bracket must be (low, high) in eta*h with 0 < low < high < inf, got {bracket!r}")
+    low, high = np.full(momenta.shape, np.log(bracket[0])), np.full(momenta.shape, np.log(bracket[1]))
+    unstable_low = _diverges(step, np.exp(low), momenta, steps)
+    if np.any(unstable_low):
+        raise ValueError(
+            f"bracket {bracket}: the update rule already diverges at the lower end eta*h = {bracket[0]:g} for "
+            f"beta = {momenta[unstable_low].tolist()}; the lower end must be stable (lower it)"
+        )
+    stable_high = ~_diverges(step, np.exp(high), momenta, steps)
+    if np.any(stable_high):
+        raise ValueError(
+            f"bracket {bracket}: the update rule does not diverge at the upper end eta*h = {bracket[1]:g} for "
+            f"beta = {momenta[stable_high].tolist()} within {steps} steps; the upper end must be unstable (raise it), "
+            "or the rule never diverges at all (a wrong rule, e.g. one that ignores the gradient, has no edge)"
+        )
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        unstable = _diverges(step, np.exp(middle), momenta, steps)
+        high = np.where(unstable, middle, high)
+        low = np.where(unstable, low, middle)
+    return np.exp((low + high) / 2)
+
+
 # --- linear dynamics -----------------------------------------------------------------------------------------
 
 
@@ -340,16 +428,18 @@ def rotate_to_eigenbasis(H: np.ndarray, Sigma: np.ndarray, noise_factor: np.ndar
     r"""Eigenbasis of validated ``H`` (see :func:`check_quadratic`) and ``Sigma`` in it.
 
     With the lower Cholesky factor :math:`L` of :math:`\Sigma` (``noise_factor``), :math:`S=(V^\top L)(V^\top L)^\top`
-    by a triangular product and a symmetric rank-d update, about half the work of two general products.
+    by one product and a symmetric rank-d update (exactly symmetric), instead of two general products.
+
+    Everything runs on NumPy's LAPACK and BLAS (:func:`numpy.linalg.eigh`, the divide-and-conquer driver, and
+    ``@``): SciPy ships a second OpenBLAS, and alternating between the two libraries leaves one library's idle
+    threads spinning on the cores the other needs.
     """
-    # LAPACK's divide-and-conquer driver; inputs are already checked finite.
-    eigenvalues, eigenvectors = scipy.linalg.eigh(H, driver="evd", check_finite=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(H)
     if noise_factor is None:
-        rotated = eigenvectors.T @ Sigma @ eigenvectors
+        rotated = eigenvectors.T @ (Sigma @ eigenvectors)
     else:
-        factor = scipy.linalg.blas.dtrmm(1.0, noise_factor, eigenvectors.T, side=1, lower=1)
-        upper = scipy.linalg.blas.dsyrk(1.0, factor)  # upper triangle of factor @ factor.T
-        rotated = np.triu(upper) + np.triu(upper, 1).T
+        factor = eigenvectors.T @ noise_factor
+        rotated = factor @ factor.T  # NumPy calls the symmetric rank-k update for a product with its own transpose
     return Eigenbasis(eigenvalues, eigenvectors, rotated)
 
 
@@ -421,10 +511,25 @@ def _stable_problem(H: object, Sigma: object, eta: float, beta: float) -> Quadra
 
 
 def _closed_form_x(basis: Eigenbasis, eta: float, beta: float) -> np.ndarray:
+    r""":math:`V(S\circ F_{xx})V^\top` with :math:`F_{xx}` of :func:`stationary_pair_factors`, vectorised in place.
+
+    Expanding :math:`(h_i-\beta h_j)(h_j-\beta h_i)=(1+\beta^2)h_ih_j-\beta(h_i^2+h_j^2)` writes the denominator
+    of :math:`f_{xx}` as :math:`a_i+a_j-c\,h_ih_j` with :math:`a_i=(1-\beta^2)h_i+\eta\beta h_i^2` and
+    :math:`c=\eta(1+\beta^2)`: one outer product and two broadcast additions on a single :math:`d\times d` buffer.
+    """
     h = basis.eigenvalues
-    f_xx, _, _ = stationary_pair_factors(h[:, None], h[None, :], eta, beta)
-    cov_x = basis.to_original(basis.rotated_noise * f_xx)
-    return (cov_x + cov_x.T) / 2.0
+    one_minus_beta_sq = 1.0 - beta * beta
+    a = one_minus_beta_sq * h + eta * beta * h * h
+    denominator = np.multiply.outer(h, -eta * (1.0 + beta * beta) * h)
+    denominator += a[:, None]
+    denominator += a[None, :]
+    weighted = np.divide(basis.rotated_noise, denominator, out=denominator)
+    weighted *= eta * one_minus_beta_sq
+    V = basis.eigenvectors
+    cov = (V @ weighted) @ V.T
+    cov += cov.T  # NumPy buffers the overlapping transpose
+    cov *= 0.5
+    return cov
 
 
 def _check_stationary_method(method: str) -> str:
@@ -496,6 +601,44 @@ def stationary_covariance(
         return stationary_moments(H, Sigma, eta, beta, method=method).cov_x
     problem = _stable_problem(H, Sigma, eta, beta)
     return _closed_form_x(problem.basis, problem.eta, problem.beta)
+
+
+def regime_loss_ratio(eta_h: float, beta: float) -> tuple[float, float]:
+    r"""Exact SGD/SGDM stationary-loss ratio at equal :math:`\eta` on :math:`\tfrac h2x^2`; Lemma 2.4's ratio :math:`R`.
+
+    With additive noise of variance :math:`s^2`, SGD and normalized SGDM (paper eq. (3)) at the same effective
+    :math:`\eta` have the stationary variances of :func:`stationary_covariance` (THEORY.md 5.4), and the stationary
+    loss is :math:`\tfrac h2\operatorname{Var}x`, so
+
+    .. math:: \frac{\mathbb E\mathcal L_{\rm SGD}}{\mathbb E\mathcal L_{\rm SGDM}}
+              =\frac{2(1+\beta)-\eta h(1-\beta)}{(1+\beta)(2-\eta h)}=1+\frac{2\beta}{1+\beta}R,
+              \qquad R=\frac{\eta h}{2-\eta h},
+
+    where :math:`R=h^2\mathbb E_{\rm SGD}x^2/s^2` is Lemma 2.4's curvature-induced over noise-induced term at SGD's
+    stationary law (THEORY.md 2.3-2.4; claim 8): momentum is worth nothing when noise dominates (:math:`R\ll1`,
+    ratio :math:`1+O(\eta h)`) and a lot when curvature dominates (:math:`\eta h\to2`).  The identity is proved
+    from the derived variances by :func:`theory.quadratic_symbolic.prove_regime_identity`.
+
+    Returns ``(ratio, R)``.  Raises ``ValueError`` unless :math:`0<\eta h<2` (SGD's stability threshold: no
+    stationary law beyond it) and :math:`0\le\beta<1`.
+    """
+    if isinstance(eta_h, bool):
+        raise ValueError(f"eta_h must be a number in (0, 2), got {eta_h!r}")
+    try:
+        value = float(eta_h)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"eta_h must be a number in (0, 2), got {eta_h!r}") from exc
+    threshold = float(stability_threshold(0.0, "sgd"))
+    if not 0.0 < value < threshold:
+        raise ValueError(
+            f"eta_h (effective learning rate times curvature) must lie in (0, {threshold:g}): SGD has no stationary "
+            f"law at or beyond its stability threshold eta*h = {threshold:g}; got {eta_h!r}"
+        )
+    if isinstance(beta, bool):
+        raise ValueError(f"beta must be a number in [0, 1) (momentum coefficient), got {beta!r}")
+    momentum = check_momentum(beta)
+    r = value / (2 - value)
+    return 1 + 2 * momentum / (1 + momentum) * r, r
 
 
 # --- SDE limits ------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ __all__ = [
     "h",
     "h_i",
     "h_j",
+    "prove_regime_identity",
     "r",
     "s",
     "sde_stationary_covariance_symbolic",
@@ -320,6 +321,23 @@ def stationary_variance_symbolic(model: str = "sgdm") -> sp.Expr:
         c = sp.Symbol("c", positive=True)
         return sp.simplify(underdamped_stationary_symbolic()[0, 0].subs({nu: c, a: c * h, q: c**2 * eta * s**2}))
     raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+
+
+@cache
+def prove_regime_identity(var_sgd: sp.Expr | None = None, var_sgdm: sp.Expr | None = None) -> bool:
+    r"""Prove :math:`\operatorname{Var}_{\rm SGD}/\operatorname{Var}_{\rm SGDM}=1+\frac{2\beta}{1+\beta}R`,
+    :math:`R=\frac{\eta h}{2-\eta h}`, at equal :math:`\eta` on :math:`\tfrac h2x^2` (Lemma 2.4's regime; claim 8).
+
+    ``var_sgd`` and ``var_sgdm`` are the stationary variances in the symbols ``eta``, ``h``, ``s``, ``beta`` of this
+    module; by default the derived ones of :func:`stationary_variance_symbolic` (``"sgd"``, ``"sgdm"``: Stein
+    equations of the update rules, THEORY.md 5.4).  Returns whether SymPy reduces the difference of the two sides to
+    zero identically in :math:`\eta,h,s,\beta`, so a wrong variance formula gives ``False``.  The numeric value
+    is :func:`theory.quadratic.regime_loss_ratio`.
+    """
+    var_sgd = stationary_variance_symbolic("sgd") if var_sgd is None else sp.sympify(var_sgd)
+    var_sgdm = stationary_variance_symbolic("sgdm") if var_sgdm is None else sp.sympify(var_sgdm)
+    lemma_ratio = eta * h / (2 - eta * h)
+    return bool(sp.simplify(var_sgd / var_sgdm - (1 + 2 * beta / (1 + beta) * lemma_ratio)) == 0)
 
 
 def _symmetric_unknowns(n: int) -> tuple[sp.Matrix, tuple[sp.Symbol, ...]]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from paper_figures.slow_sde import plot_slow_sde, slow_sde_comparison
-from theory.manifold_models import toy_manifold_figure_data
+from paper_figures.slow_sde import plot_slow_sde, slow_sde_comparison, toy_manifold_figure_data
 
 
 def test_comparison_tracks_the_slow_sde_and_figure_renders(tmp_path) -> None:
@@ -25,3 +24,12 @@ def test_comparison_tracks_the_slow_sde_and_figure_renders(tmp_path) -> None:
 def test_grid_must_divide_the_step_count() -> None:
     with pytest.raises(ValueError, match="divisible"):
         slow_sde_comparison(etas=(0.04,), n_points=7)
+
+
+def test_toy_manifold_figure_data() -> None:
+    data = toy_manifold_figure_data(n_paths=3, n_steps=40)
+    assert data.manifold_curve.shape == (201, 2)
+    np.testing.assert_allclose(np.prod(data.manifold_curve, axis=-1), 1.0)
+    assert data.isotropic_paths.shape == (3, 41, 2)
+    np.testing.assert_allclose(data.label_noise_path, data.label_noise_closed_form, atol=1e-8)
+    assert np.sum(data.separatrix[0] + data.separatrix[1]) == 0.0

@@ -25,7 +25,6 @@ from paper_figures.registry import FigureContext, get_figure
 from paper_figures.stability_regions import measured_stability_edge, transition_spectral_radius
 from paper_figures.stationary_ratio import (
     check_burn_in,
-    ratio_of_means_interval,
     ratio_series_coefficients,
     stationary_ratio_comparison,
 )
@@ -136,21 +135,6 @@ def test_stationary_ratio_rejects_unstable_eta_h_and_short_burn_in() -> None:
     with pytest.raises(ValueError, match="need burn_in >= "):
         check_burn_in(50, [0.1], [0.99])
     check_burn_in(1000, [0.1], [0.99])  # 10 relaxation times of sqrt(0.99)^2k: 995 steps
-
-
-def test_ratio_of_means_interval() -> None:
-    rng = np.random.default_rng(3)
-    b = rng.exponential(size=500)
-    exact = ratio_of_means_interval(2 * b, b)  # perfectly correlated: no uncertainty in the ratio
-    assert exact.mean == pytest.approx(2.0) and exact.half_width < 1e-12
-    a = rng.exponential(size=500)
-    interval = ratio_of_means_interval(a, b)
-    ratio, covariance = a.mean() / b.mean(), np.cov(a, b)
-    variance = (covariance[0, 0] - 2 * ratio * covariance[0, 1] + ratio**2 * covariance[1, 1]) / (500 * b.mean() ** 2)
-    assert interval.mean == pytest.approx(ratio, rel=1e-14)
-    assert interval.half_width == pytest.approx(stats.t.ppf(0.975, 499) * math.sqrt(variance), rel=1e-10)
-    with pytest.raises(ValueError, match="equal length"):
-        ratio_of_means_interval(a, b[:-1])
 
 
 # --- fig_stability_regions (THEORY.md 5.3, oracles 15-16) ---------------------------------------------------------

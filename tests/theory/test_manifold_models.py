@@ -29,7 +29,6 @@ from theory.manifold_models import (
     label_noise_toy_model,
     toy_coordinate,
     toy_label_noise_flow,
-    toy_manifold_figure_data,
     toy_manifold_point,
     toy_projection,
 )
@@ -400,15 +399,6 @@ def test_sampled_gradient_noise_has_mean_zero_and_covariance_sigma(model_fn, x: 
     assert np.all(np.abs(products.mean(axis=0) - model.noise_cov(x)) <= N_SE * se + rounding)
     if model.noise_kind == "rademacher":  # label noise: v = B xi with xi in {-1, 1}^r takes at most 2^r values
         assert np.unique(np.round(draws, 10), axis=0).shape[0] <= 2 ** model.noise_factor(x).shape[-1]
-
-
-def test_toy_manifold_figure_data() -> None:
-    data = toy_manifold_figure_data(n_paths=3, n_steps=40)
-    assert data.manifold_curve.shape == (201, 2)
-    np.testing.assert_allclose(np.prod(data.manifold_curve, axis=-1), 1.0)
-    assert data.isotropic_paths.shape == (3, 41, 2)
-    np.testing.assert_allclose(data.label_noise_path, data.label_noise_closed_form, atol=1e-8)
-    assert np.sum(data.separatrix[0] + data.separatrix[1]) == 0.0
 
 
 def _chart_expectation(s0: float, t_final: float, sigma: float, payoff, half_width: float = 5.0, n_grid: int = 801):

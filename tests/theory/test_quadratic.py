@@ -24,6 +24,7 @@ from theory.quadratic import (
     stability_threshold,
     stationary_covariance,
     stationary_moments,
+    stationary_pair_factors,
     transition_matrix,
 )
 
@@ -351,6 +352,18 @@ def test_rotation_with_and_without_the_cholesky_factor_agree() -> None:
     general = rotate_to_eigenbasis(H, Sigma).rotated_noise
     assert _relative_gap(with_factor, general) < 1e-14
     assert np.array_equal(with_factor, with_factor.T)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
+def test_fast_closed_form_is_the_pair_formula(beta: float) -> None:
+    """The public function's expanded denominator a_i + a_j - c h_i h_j is stationary_pair_factors' f_xx (whose
+    symbolic check is in test_quadratic_symbolic): on a diagonal H the rotation is the identity up to signs."""
+    h = np.array([0.3, 1.0, 2.5, 4.0])
+    raw = np.random.default_rng(1).normal(size=(4, 4))
+    Sigma = raw @ raw.T
+    eta = 0.9 * float(stability_threshold(beta, "sgd" if beta == 0 else "heavy_ball")) / h.max()
+    f_xx, _, _ = stationary_pair_factors(h[:, None], h[None, :], eta, beta)
+    np.testing.assert_allclose(stationary_covariance(np.diag(h), Sigma, eta, beta), Sigma * f_xx, rtol=1e-13)
 
 
 def test_scalars_are_one_by_one_and_tiny_asymmetry_is_tolerated() -> None:
