@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from empirical.optim import NormalizedSGDM
-from theory.forms import Step, normalized_nesterov_step, normalized_step
+from theory.forms import Step, normalized_nesterov_step, normalized_step, sgd_step
 from theory.loss_change import LossChangeTerms, lemma_2_4_terms
 from theory.problems import Problem
 from theory.quadratic import stationary_covariance
@@ -59,11 +59,6 @@ TorchFactory = Callable[[Iterable[torch.Tensor], float, float], torch.optim.Opti
 StationaryCovariance = Callable[[np.ndarray, np.ndarray, float, float], np.ndarray]
 #: ``loss_expansion(grad, hess, noise_cov, eta) -> LossChangeTerms`` (Lemma 2.4).
 LossExpansion = Callable[..., LossChangeTerms]
-
-
-def sgd_step(x, m, g, eta, beta):
-    r"""One SGD step :math:`x_{k+1}=x_k-\eta g_k` in the two-state form of :data:`theory.forms.Step` (m unused)."""
-    return x - eta * g, m
 
 
 def _sgd(problem: Problem, eta: float, *, sigma: float | None = None, time_scale: float | None = None) -> Method:
