@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
     train.add_argument("--out", default="runs", help="results folder (default: runs)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    bounds = commands.add_parser(
+        "bounds", help="search the catalogue of inequalities for counterexamples against the exact theory (Hypothesis)"
+    )
+    bounds.add_argument("--only", nargs="+", metavar="ID", help="search only these bound ids (see --list)")
+    bounds.add_argument("--budget", type=int, help="examples per bound (default: proofs_check.bounds.DEFAULT_BUDGET)")
+    bounds.add_argument("--seed", type=int, default=0, help="seed of the search (default 0); same seed, same result")
+    bounds.add_argument("--json", metavar="PATH", help="write the results as a JSON list of BoundResult dicts")
+    bounds.add_argument("--list", action="store_true", help="list the bound ids with their statements and exit")
+    bounds.add_argument("--no-progress", action="store_true", help="no per-bound progress lines on stderr")
     return parser
 
 
@@ -258,6 +268,57 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if all(r.status == "completed" for r in results) else 1
 
 
+def _bounds(args: argparse.Namespace) -> int:
+    """``mvm bounds``: :func:`proofs_check.bounds.search_bounds`; exit 1 when a result contradicts the catalogue
+    (a bound believed true is refuted, a bound believed false is not refuted within the budget, or a search errs)."""
+    from proofs_check.bounds import (
+        BOUNDS,
+        DEFAULT_BUDGET,
+        format_bounds,
+        search_bounds,
+        select_bounds,
+        write_bounds_json,
+    )
+
+    budget = DEFAULT_BUDGET if args.budget is None else args.budget
+    try:
+        selected = select_bounds(args.only)
+        if budget < 1:
+            raise ValueError(f"--budget must be >= 1 (examples per bound), got {budget}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        check_writable(args.json)
+    except ValueError as exc:  # unknown ids: the message lists the known ones
+        print(f"mvm bounds: {exc}", file=sys.stderr)
+        return 2
+    except FilesystemError as exc:
+        print(f"mvm bounds: error: {exc}", file=sys.stderr)
+        return 3
+    if args.list:
+        for bound in selected or BOUNDS:
+            belief = "true" if bound.believed_true else ("false, control" if bound.control else "false")
+            print(f"{bound.id:34s} [{belief}] {bound.statement}")
+        return 0
+
+    def report(result) -> None:
+        if not args.no_progress:
+            print(f"{result.bound_id}: {result.verdict} ({result.wall_time_s:.1f} s)", file=sys.stderr, flush=True)
+
+    try:
+        results = search_bounds(only=args.only, budget=budget, seed=args.seed, on_result=report)
+    except ImportError as exc:  # Hypothesis is not installed
+        print(f"mvm bounds: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_bounds(results))
+    try:
+        if args.json:
+            write_bounds_json(results, args.json)
+    except OSError as exc:
+        print(f"mvm bounds: error: cannot write {exc.filename or args.json}: {exc.strerror}", file=sys.stderr)
+        return 3
+    return 0 if all(r.passed for r in results) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -285,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as exc:
             print(f"mvm train: error: {exc}", file=sys.stderr)
             return 2
+    if args.command == "bounds":
+        return _bounds(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands
 
 

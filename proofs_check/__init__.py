@@ -36,3 +36,8 @@ __all__ = [
     "select_claims",
     "write_json",
 ]
+
+# mvm bounds: the catalogue of inequalities and the counterexample search (Hypothesis is imported when a search runs).
+from proofs_check.bounds import BOUNDS, Bound, BoundResult, search_bounds
+
+__all__ += ["BOUNDS", "Bound", "BoundResult", "search_bounds"]

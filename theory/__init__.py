@@ -316,3 +316,9 @@ __all__ = [
     "weak_error",
     "weak_errors",
 ]
+
+# mvm bounds: the explicit remainder bound of the eta-series. The Hypothesis strategies are not imported here
+# (Hypothesis is a test dependency); use `from theory.strategies import stable_quadratics, ...`.
+from theory.series_remainder import SeriesRemainderBound, series_remainder_bound
+
+__all__ += ["SeriesRemainderBound", "series_remainder_bound"]
