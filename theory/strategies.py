@@ -63,10 +63,10 @@ ROUND_FRACTIONS: tuple[float, ...] = (0.5, 0.25, 0.1, 0.75, 0.9, 1.0)
 _ROUND_RATIOS: tuple[float, ...] = (1.0, 0.5, 0.25, 0.1, 0.01)
 #: Kinds of :func:`analytic_problems`, in shrinking order.
 ANALYTIC_KINDS: tuple[str, ...] = (
-    "noisy_quadratic",
-    "log_cosh_well",
     "quartic_well",
+    "log_cosh_well",
     "double_well_2d",
+    "noisy_quadratic",
     "linear_regression",
 )
 
@@ -149,11 +149,15 @@ def svag_factors(*, max_value: float = 1e4) -> SearchStrategy[float]:
 
 
 def _ratios(max_condition: float, allow_zero: bool) -> SearchStrategy[float]:
-    """Eigenvalue ratios to the largest: round values in range, log-uniform, [0 when allowed], then any float."""
+    """Eigenvalue ratios to the largest: round values in range [and 0 when allowed], log-uniform, then any float.
+
+    Every branch costs Hypothesis the same number of choices (branch, value), so shrinking, which prefers shorter
+    choice sequences, compares by value: 1 is the simplest ratio and 0 (a singular matrix) is not "cheaper".
+    """
     st = _st()
     low = 1.0 / _check_condition("max_condition", max_condition)
-    extra = ([_log_uniform(low, 1.0)] if low < 1.0 else []) + ([st.just(0.0)] if allow_zero else [])
-    return _round_or(_ROUND_RATIOS, low, 1.0, *extra)
+    rounds = [v for v in _ROUND_RATIOS if low <= v <= 1.0] + ([0.0] if allow_zero else [])
+    return st.one_of(st.sampled_from(rounds), *([_log_uniform(low, 1.0)] if low < 1.0 else []), _floats(low, 1.0))
 
 
 def _check_largest(name: str, value: float) -> float:
@@ -545,12 +549,13 @@ def alpha_regimes(
 def analytic_problems(*, kinds: Sequence[str] = ANALYTIC_KINDS, max_dim: int = 2) -> SearchStrategy[Any]:
     r"""The analytic problems of :mod:`theory.problems` with drawn parameters: :class:`theory.problems.Problem`.
 
-    Kinds (shrinking in this order): ``noisy_quadratic`` (``(H, Sigma)`` from :func:`quadratic_pairs`, dimension
-    1..``max_dim``), ``log_cosh_well`` (scale in :math:`[0.1,10]`, noise in :math:`[0,10]`, modulation in
-    :math:`[0,2]`), ``quartic_well`` (curvature in :math:`[0,10]`, noise in :math:`[0,10]`), ``double_well_2d``
-    (coupling in :math:`[0.1,10]`, noise in :math:`[0,10]`, correlation in :math:`[-0.9,0.9]`),
-    ``linear_regression`` (feature covariance from :func:`hessians`, :math:`w_*` entries in :math:`[-10,10]`, label
-    noise in :math:`[0,10]`).  Each parameter shrinks to 1 (0 for offsets and the correlation).  Building a
+    Kinds (:data:`ANALYTIC_KINDS`, shrinking in this order, fewest parameters first): ``quartic_well`` (curvature in
+    :math:`[0,10]`, noise in :math:`[0,10]`), ``log_cosh_well`` (scale in :math:`[0.1,10]`, noise in :math:`[0,10]`,
+    modulation in :math:`[0,2]`), ``double_well_2d`` (coupling in :math:`[0.1,10]`, noise in :math:`[0,10]`,
+    correlation in :math:`[-0.9,0.9]`), ``noisy_quadratic`` (``(H, Sigma)`` from :func:`quadratic_pairs`, dimension
+    1..``max_dim``), ``linear_regression`` (feature covariance from :func:`hessians`, :math:`w_*` entries in
+    :math:`[-10,10]`, label noise in :math:`[0,10]`).  Each parameter shrinks to 1 (0 for offsets and the
+    correlation, 0.5 for the log-cosh modulation): the simplest problem is ``quartic_well(1, 1)``.  Building a
     problem runs SymPy (milliseconds).
     """
     from theory import problems
