@@ -39,6 +39,8 @@ if TYPE_CHECKING:  # only for annotations: Hypothesis stays an optional dependen
     from hypothesis.strategies import SearchStrategy
 
 __all__ = [
+    "ANALYTIC_KINDS",
+    "NON_COMMUTING_THRESHOLD",
     "ROUND_FRACTIONS",
     "ROUND_MOMENTA",
     "alpha_regimes",
@@ -99,9 +101,8 @@ def _round_or(values: Sequence[float], low: float, high: float, *extra: SearchSt
     return st.one_of(*branches)
 
 
-def _check_range(name: str, low: float, high: float, *, strict: bool = False) -> None:
-    ok = math.isfinite(low) and math.isfinite(high) and (low < high if strict else low <= high)
-    if not ok:
+def _check_range(name: str, low: float, high: float) -> None:
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
         raise ValueError(f"{name}: need finite bounds with {low!r} <= {high!r}")
 
 
