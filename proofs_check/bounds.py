@@ -480,6 +480,8 @@ def _build_catalogue() -> tuple[Bound, ...]:
                 "G_ij = f_SGD(h_i, h_j) - f_SGDM(h_i, h_j); to leading order in eta, G_ij is proportional to "
                 "1 - 2(1+beta) h_i h_j/(h_i+h_j)^2, whose 2x2 minors are negative whenever h_i != h_j and beta > 0, so "
                 "a noise covariance correlating two directions of different curvature makes the gap indefinite. "
+                "Shrunk counterexample (mvm bounds, seed 0): H = diag(1, 1/2), Sigma = R diag(1, 1/2) R' with R the "
+                "rotation by 1 rad, eta = 1/2, beta = 0.99: w'C_SGDM w / w'C_SGD w = 1.078 along the worst w. "
                 "Restated correctly as psd_gap.commuting and psd_gap.eigendirections (and the trace form "
                 "sgdm_loss_le_sgd.noncommuting)."
             ),
@@ -588,7 +590,8 @@ def _build_catalogue() -> tuple[Bound, ...]:
             note=(
                 "FALSE at every stable eta, not only somewhere: exact > SME1 > SME2 entrywise in H's eigenbasis "
                 "(1-D: eta s^2/(h(2 - eta h)) > eta s^2/(2h) > eta s^2/(h(2 + eta h))), so SME2's eta^2 correction "
-                "points the wrong way (THEORY.md 4.3). Its higher weak order is about finite horizons."
+                "points the wrong way (THEORY.md 4.3). Its higher weak order is about finite horizons. Shrunk "
+                "counterexample: H = Sigma = [1], eta = 1: ||C - P_SME2|| = 2/3 > ||C - P_SME1|| = 1/2."
             ),
         ),
         Bound(

@@ -456,7 +456,13 @@ def stable_quadratics(
         singular_noise=singular_noise,
     )
     params = stable_hyperparameters(method, margin=margin, betas=betas, eta_h_max=eta_h_max)
-    return st.tuples(pairs, params).map(lambda pp: check_problem(pp[0][0], pp[0][1], pp[1].eta, pp[1].beta))
+
+    @st.composite
+    def draw_problem(draw: Any) -> QuadraticProblem:
+        (H, Sigma), drawn = draw(pairs), draw(params)
+        return check_problem(H, Sigma, drawn.eta, drawn.beta)
+
+    return draw_problem()
 
 
 def momentum_schedules(

@@ -8,19 +8,24 @@ Copy this file next to your own tests and run ``pytest test_my_bound.py``.  The 
    :func:`theory.quadratic.sde_stationary_covariance`, ...): no sampling, so a failure is a counterexample;
 3. assert ``left <= right`` up to float rounding, and ``note()`` both sides so a failure report shows them.
 
-Reading a counterexample.  When the assertion fails, Hypothesis shrinks the input and prints it, e.g. for the
-conjecture of :func:`test_conjecture_momentum_shrinks_every_direction` written as a plain ``@given`` test::
+Reading a counterexample.  When the assertion fails, Hypothesis shrinks the input and prints it.  The conjecture of
+:func:`test_conjecture_momentum_shrinks_every_direction`, written as a plain ``@given`` test asserting that
+``C_SGD - C_SGDM`` has no negative eigenvalue (with ``note(...)`` of both sides along the worst direction ``w``),
+fails with (abridged)::
 
-    Falsifying example: test_...(
-        p=QuadraticProblem(H=array([[1. , 0. ], [0. , 0.5]]), Sigma=array([[0.29, 0.45], [0.45, 0.71]]),
-                           eta=1.0, beta=0.5, ...),
+    Failing test case: test_conjecture(
+        p=QuadraticProblem(H=array([[1. , 0. ],
+                [0. , 0.5]]), Sigma=array([[0.64596329, 0.22732436],
+                [0.22732436, 0.85403671]]), eta=0.5, beta=0.99, basis=...),
     )
-    w' C_SGDM w = 0.0969, w' C_SGD w = 0.0881
+    w' C_SGDM w = np.float64(0.2735921495397178), w' C_SGD w = np.float64(0.25448843954951694)
 
-Read it as: the smallest problem the search could find (here 2-D: one curvature twice the other, noise correlating
-the two directions), the hyper-parameters (``eta * h_max = 1``, half of SGD's stable range; ``beta = 1/2``) and both
-sides.  Shrinking moves toward 1-D, identity rotations, ``beta = 0`` and round learning rates, so whatever is left
-is what the violation needs.  Re-run it exactly with ``@example(...)`` or by calling the oracles on those values.
+Read it as: the smallest problem the search could find (2-D: curvatures 1 and 1/2, a noise covariance with
+eigenvalues 1 and 1/2 rotated by 1 rad, so it correlates the two directions), the hyper-parameters
+(``eta * h_max = 1/2``, ``beta = 0.99``) and the two sides: along ``w`` SGDM's stationary variance is 7.5% above
+SGD's.  Shrinking moves toward 1-D, identity rotations, ``beta = 0`` and round numbers, so whatever is left is what
+the violation needs (here: two different curvatures, correlated noise, momentum).  Re-run it exactly with
+``@example(...)``, or call the oracles on those values.
 """
 
 from __future__ import annotations

@@ -299,3 +299,18 @@ def test_report_and_json(false_results, tmp_path) -> None:
     assert [d["bound_id"] for d in data] == [r.bound_id for r in results]
     assert data[0]["verdict"].startswith("refuted, as expected")
     assert isinstance(data[0]["counterexample"]["H"], list)
+
+
+def test_the_catalogue_imports_without_hypothesis_and_the_search_says_what_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "from proofs_check.bounds import BOUNDS, search_bounds\n"
+        "print(len(BOUNDS))\n"
+        "try:\n    search_bounds(only=['svag.sum'], budget=1)\nexcept ImportError as e:\n    print('ImportError:', e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[0] == str(len(BOUNDS))
+    assert "ImportError: searching bounds needs Hypothesis: pip install" in done.stdout
