@@ -21,7 +21,7 @@ Predictions and verdicts (tolerances fixed before measuring):
 * :math:`\alpha=1.5`: does not vanish against SGD **and** the momentum is frozen: with :math:`1-\beta=\eta^{3/2}`,
   :math:`m_k` stays :math:`O(\eta^{1/2})` over :math:`1/\eta` steps, so :math:`x_k\to x_0` weakly, with the drift
   displacement :math:`\approx\tfrac12\eta^{1/2}\nabla\mathcal L(x_0)` dominating: order :math:`1/2` against the
-  constant path.
+  constant path (tolerance :data:`FROZEN_TOLERANCE`, for the :math:`O(\eta^{1/2})` relative correction).
 * ``theorem_3_5.underdamped_sde`` reports the underdamped comparison on its own.
 """
 
@@ -57,6 +57,10 @@ NONVANISHING_ORDER = 0.15
 #: Standard errors by which the error against SGD must exceed 0 to count as "does not vanish".
 NONVANISHING_Z = 5.0
 FROZEN_ORDER = 0.5
+#: The frozen-momentum error is :math:`a\eta^{1/2}(1+O(\eta^{1/2}))`: at :math:`\eta\le0.1` the relative correction
+#: (about :math:`\sqrt{0.1}\approx0.3`) can lower a fitted slope by up to :math:`0.5\cdot0.3/1.3\approx0.12`, so this
+#: order claim gets a wider tolerance than the others (fixed from that estimate, not from the measured slopes).
+FROZEN_TOLERANCE = 0.15
 FIELDS = ("sgd", "sgdm")
 _OBSERVABLES = (lambda x: x[:, 0], lambda x: x[:, 0] ** 2)
 _X0 = 1.0
@@ -229,7 +233,7 @@ def check_theorem_3_5(quick: bool = True, methods: MethodSet = REFERENCE, seed: 
 
     def frozen_result() -> ClaimResult:
         errors = weak_error_sweep(problem, methods, etas, 1.5, n_paths, seed + 200, reference=_frozen)
-        verdict = order_at_least(etas, errors, minimum=FROZEN_ORDER, tolerance=ORDER_TOLERANCE)
+        verdict = order_at_least(etas, errors, minimum=FROZEN_ORDER, tolerance=FROZEN_TOLERANCE)
         return _at_least_one(problem, methods, etas, 1.5, verdict, "frozen momentum (x_k -> x_0)", n_paths, seed)
 
     results += guarded("theorem_3_5.alpha=1.5", REFERENCE_TEXT, STATEMENT, FIELDS, frozen_result)
