@@ -31,6 +31,7 @@ from proofs_check.verdicts import only_fields
 
 __all__ = [
     "ERROR_KINDS",
+    "POWER_STUDY_VERSION",
     "PowerStore",
     "PowerTask",
     "detection_rates",
@@ -45,6 +46,10 @@ ERROR_KINDS: dict[str, Callable[[float], Callable]] = {
     "learning_rate": lr_error_mutant,
     "noise_variance": noise_variance_mutant,
 }
+
+
+#: Part of every stored task's key: bump when a verdict rule of a claim in the study changes.
+POWER_STUDY_VERSION = 2
 
 
 def mutant_for(kind: str, size: float) -> MethodSet:
@@ -68,7 +73,7 @@ class PowerTask:
 
     @property
     def key(self) -> str:
-        text = json.dumps([self.kind, self.size, self.seed, self.claim, self.quick])
+        text = json.dumps([POWER_STUDY_VERSION, self.kind, self.size, self.seed, self.claim, self.quick])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -111,7 +116,14 @@ class PowerStore:
 
 
 def _task_dict(task: PowerTask) -> dict:
-    return {"kind": task.kind, "size": task.size, "seed": task.seed, "claim": task.claim, "quick": task.quick}
+    return {
+        "version": POWER_STUDY_VERSION,
+        "kind": task.kind,
+        "size": task.size,
+        "seed": task.seed,
+        "claim": task.claim,
+        "quick": task.quick,
+    }
 
 
 def _digest(body: dict) -> str:
