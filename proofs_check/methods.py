@@ -30,6 +30,7 @@ import torch
 
 from empirical.optim import NormalizedSGDM
 from theory.forms import Step, normalized_nesterov_step, normalized_step, sgd_step
+from theory.batch_scaling import steps_to_target
 from theory.loss_change import LossChangeTerms, lemma_2_4_terms
 from theory.problems import Problem
 from theory.quadratic import stationary_covariance
@@ -111,6 +112,8 @@ class MethodSet:
       and noise-induced terms.
     * ``update_step``, ``nesterov_step``, ``sgd_step``: one deterministic update ``(x, m, g, eta, beta) -> (x, m)``
       of eq. (3), normalized Nesterov and SGD, on SymPy symbols and NumPy arrays alike (:data:`theory.forms.Step`).
+    * ``steps_to_target(model, target, eta, beta=0.0, *, max_steps)``: the first step at which eq. (3)'s exact
+      expected loss on a diagonal noisy quadratic reaches ``target`` (:func:`theory.batch_scaling.steps_to_target`).
     """
 
     sgd: SGDFactory = _sgd
@@ -123,6 +126,7 @@ class MethodSet:
     update_step: Step = normalized_step
     nesterov_step: Step = normalized_nesterov_step
     sgd_step: Step = sgd_step
+    steps_to_target: Callable[..., float] = steps_to_target
 
 
 #: The package's own implementations.
@@ -287,6 +291,11 @@ def _sgd_step_doubled(x, m, g, eta, beta):
     return x - 2 * eta * g, m
 
 
+def _steps_to_target_at_gamma(model, target, eta, beta=0.0, **options):
+    # SGDM run with gamma = eta (1 - beta) as its effective learning rate
+    return steps_to_target(model, target, eta * (1.0 - beta), beta, **options)
+
+
 def _sgd_covariance_for_sgdm(H, Sigma, eta, beta):
     return stationary_covariance(H, Sigma, eta, 0.0)
 
@@ -390,6 +399,11 @@ def _build_mutants() -> dict[str, Mutant]:
             "SGD's deterministic step taken at 2 eta",
             replace(r, sgd_step=_sgd_step_doubled),
             ("momentum_matters.stability.sgd",),
+        ),
+        "steps_to_target_at_gamma": Mutant(
+            "NQM steps to target of SGDM run at gamma = eta (1 - beta)",
+            replace(r, steps_to_target=_steps_to_target_at_gamma),
+            ("batch_scaling.same_eta", "batch_scaling.large_batch"),
         ),
         "stationary_sgd_for_sgdm": Mutant(
             "SGD's stationary covariance returned for SGDM",

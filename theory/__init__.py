@@ -316,3 +316,32 @@ __all__ = [
     "weak_error",
     "weak_errors",
 ]
+
+# Exact batch-size scaling on the noisy quadratic model (issue #17); one block, kept apart from the lists above.
+from theory.batch_scaling import (
+    DiagonalQuadratic,
+    TunedSteps,
+    critical_batch_size,
+    diagonal_quadratic,
+    eigenbasis_quadratic,
+    expected_loss_at,
+    nqm,
+    nqm_bins,
+    stationary_loss,
+    steps_to_target,
+    tune_steps_to_target,
+)
+
+__all__ += [
+    "DiagonalQuadratic",
+    "TunedSteps",
+    "critical_batch_size",
+    "diagonal_quadratic",
+    "eigenbasis_quadratic",
+    "expected_loss_at",
+    "nqm",
+    "nqm_bins",
+    "stationary_loss",
+    "steps_to_target",
+    "tune_steps_to_target",
+]
