@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from empirical.optim import NormalizedSGDM
-from theory.forms import Step, normalized_nesterov_step, normalized_step, sgd_step
 from theory.batch_scaling import steps_to_target
+from theory.forms import Step, normalized_nesterov_step, normalized_step, sgd_step
 from theory.loss_change import LossChangeTerms, lemma_2_4_terms
 from theory.problems import Problem
 from theory.quadratic import stationary_covariance
