@@ -5,7 +5,8 @@ Setting: Zhang et al.'s noisy quadratic model (NeurIPS 2019; THEORY.md 5.1, 5.7)
 1% of the initial loss, batch sizes :math:`4,16,\dots,2^{20}`.  Steps to target of normalized SGDM (paper eq. (3))
 come from the method under test ``methods.steps_to_target`` (field ``steps_to_target`` of
 :class:`~proofs_check.methods.MethodSet`, the signature of :func:`theory.batch_scaling.steps_to_target`), tuned
-by :func:`theory.batch_scaling.tune_steps_to_target` (which calls it) over :math:`\eta` for SGD and over :math:`(\eta,\beta)` for SGDM.  The critical batch size
+by :func:`theory.batch_scaling.tune_steps_to_target` (which calls it) over :math:`\eta` for SGD and over
+:math:`(\eta,\beta)` for SGDM.  The critical batch size
 :math:`B_{\rm crit}` of SGD is where its steps reach twice the linear-scaling extrapolation from :math:`B=4`
 (:func:`theory.batch_scaling.critical_batch_size`).  Sub-results:
 
@@ -25,7 +26,8 @@ by :func:`theory.batch_scaling.tune_steps_to_target` (which calls it) over :math
   :data:`LARGE_BATCH_TOLERANCE` (relative) of the prediction and above 1.
 
 Deterministic (exact recursions, no sampling).  Negative control (mutant ``steps_to_target_at_gamma``): SGDM run
-at :math:`\gamma=\eta(1-\beta)` as its effective rate fails ``same_eta`` (10x the steps) and ``large_batch`` (its reachable effective rate is capped near :math:`2(1+\beta)/h_{\max}`).
+at :math:`\gamma=\eta(1-\beta)` as its effective rate fails ``same_eta`` (10x the steps) and ``large_batch`` (its
+reachable effective rate is capped near :math:`2(1+\beta)/h_{\max}`).
 """
 
 from __future__ import annotations
