@@ -32,8 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from proofs_check.coupling import momentum_for
-from proofs_check.measure import worst_weak_errors, worst_weak_errors_shared
+from proofs_check.measure import definition_3_1_beta, worst_weak_errors, worst_weak_errors_shared
 from proofs_check.methods import REFERENCE, MethodSet
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
@@ -85,7 +84,7 @@ def weak_error_sweep(
     """
     pairs = (
         (
-            methods.sgdm(problem, eta, momentum_for(eta, alpha)),
+            methods.sgdm(problem, eta, definition_3_1_beta(eta, alpha)),
             methods.sgd(problem, eta) if reference is None else reference(problem, eta),
         )
         for eta in etas
@@ -106,7 +105,8 @@ def shared_sweep(
     Same numbers as separate sweeps with the same seed (common random numbers are shared anyway).
     """
     groups = (
-        ([methods.sgdm(problem, eta, momentum_for(eta, a)) for a in alphas], methods.sgd(problem, eta)) for eta in etas
+        ([methods.sgdm(problem, eta, definition_3_1_beta(eta, a)) for a in alphas], methods.sgd(problem, eta))
+        for eta in etas
     )
     per_eta = worst_weak_errors_shared(groups, _OBSERVABLES, [_X0], 1.0, n_paths, seed)
     return {alpha: [row[j] for row in per_eta] for j, alpha in enumerate(alphas)}
@@ -187,7 +187,10 @@ def _nonvanishing(errors: list[WeakErrorResult], etas) -> tuple[bool, float, dic
 def _against_sgd_and(problem, methods, etas, alpha, reference, n_paths, seed):
     """Weak errors of SGDM against SGD and against ``reference(problem, eta)``, from one simulation per eta."""
     groups = (
-        ([methods.sgd(problem, eta), reference(problem, eta)], methods.sgdm(problem, eta, momentum_for(eta, alpha)))
+        (
+            [methods.sgd(problem, eta), reference(problem, eta)],
+            methods.sgdm(problem, eta, definition_3_1_beta(eta, alpha)),
+        )
         for eta in etas
     )
     per_eta = worst_weak_errors_shared(groups, _OBSERVABLES, [_X0], 1.0, n_paths, seed)
