@@ -156,19 +156,24 @@ class Mutant:
     full_only: Mapping[str, str] = field(default_factory=dict)
 
 
-def lr_error_mutant(relative_error: float) -> SGDMFactory:
-    r"""SGDM with a learning-rate error: eq. (3) at :math:`(1+\epsilon)\eta`, observed on the grid of :math:`\eta`."""
+def _sgdm_at(rate: Callable[[float, float], float]) -> SGDMFactory:
+    """Eq. (3) run at the learning rate ``rate(eta, beta)`` but observed on the grid (and noise scale) of ``eta``."""
 
     def sgdm(problem, eta, beta, *, sigma=None, time_scale=None):
         return SGDM(
             problem,
-            eta * (1 + relative_error),
+            rate(eta, beta),
             beta=beta,
             sigma=eta**-0.5 if sigma is None else sigma,
             time_scale=eta if time_scale is None else time_scale,
         )
 
     return sgdm
+
+
+def lr_error_mutant(relative_error: float) -> SGDMFactory:
+    r"""SGDM with a learning-rate error: eq. (3) at :math:`(1+\epsilon)\eta`, observed on the grid of :math:`\eta`."""
+    return _sgdm_at(lambda eta, beta: eta * (1 + relative_error))
 
 
 def noise_variance_mutant(relative_error: float) -> SGDMFactory:
@@ -181,26 +186,9 @@ def noise_variance_mutant(relative_error: float) -> SGDMFactory:
     return sgdm
 
 
-def _sgdm_at_eta_over_one_minus_beta(problem, eta, beta, *, sigma=None, time_scale=None):
-    # eq. (3) fed the PyTorch convention the wrong way round: lr = eta / (1 - beta)
-    return SGDM(
-        problem,
-        eta / (1 - beta),
-        beta=beta,
-        sigma=eta**-0.5 if sigma is None else sigma,
-        time_scale=eta if time_scale is None else time_scale,
-    )
-
-
-def _sgdm_at_gamma(problem, eta, beta, *, sigma=None, time_scale=None):
-    # eq. (3) run at the PyTorch learning rate gamma = eta (1 - beta)
-    return SGDM(
-        problem,
-        eta * (1 - beta),
-        beta=beta,
-        sigma=eta**-0.5 if sigma is None else sigma,
-        time_scale=eta if time_scale is None else time_scale,
-    )
+# eq. (3) fed the PyTorch convention the wrong way round (lr = eta / (1 - beta)), and run at gamma = eta (1 - beta)
+_sgdm_at_eta_over_one_minus_beta = _sgdm_at(lambda eta, beta: eta / (1 - beta))
+_sgdm_at_gamma = _sgdm_at(lambda eta, beta: eta * (1 - beta))
 
 
 def _noise_free_sgdm(problem, eta, beta, *, sigma=None, time_scale=None):
