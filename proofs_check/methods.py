@@ -284,6 +284,12 @@ def _steps_to_target_at_gamma(model, target, eta, beta=0.0, **options):
     return steps_to_target(model, target, eta * (1.0 - beta), beta, **options)
 
 
+def _steps_to_target_noise_averaged(model, target, eta, beta=0.0, **options):
+    # momentum wrongly taken to average the gradient noise away: SGDM's noise variance times (1 - beta)/(1 + beta)
+    quieter = replace(model, noise=model.noise * (1.0 - beta) / (1.0 + beta))
+    return steps_to_target(quieter, target, eta, beta, **options)
+
+
 def _sgd_covariance_for_sgdm(H, Sigma, eta, beta):
     return stationary_covariance(H, Sigma, eta, 0.0)
 
@@ -392,6 +398,11 @@ def _build_mutants() -> dict[str, Mutant]:
             "NQM steps to target of SGDM run at gamma = eta (1 - beta)",
             replace(r, steps_to_target=_steps_to_target_at_gamma),
             ("batch_scaling.same_eta", "batch_scaling.large_batch"),
+        ),
+        "steps_to_target_noise_averaged": Mutant(
+            "NQM steps to target, SGDM's noise variance times (1 - beta)/(1 + beta): momentum 'averages noise away'",
+            replace(r, steps_to_target=_steps_to_target_noise_averaged),
+            ("batch_scaling.small_batch",),
         ),
         "stationary_sgd_for_sgdm": Mutant(
             "SGD's stationary covariance returned for SGDM",

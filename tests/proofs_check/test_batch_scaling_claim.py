@@ -30,6 +30,12 @@ def test_reference_passes_with_the_stated_numbers(reference) -> None:
         assert result.fields == ("steps_to_target",)
 
 
+def test_momentum_that_averages_noise_away_fails_small_batch() -> None:
+    results = {r.claim_id: r for r in check_batch_scaling(True, MUTANTS["steps_to_target_noise_averaged"].methods)}
+    assert not results["batch_scaling.small_batch"].passed
+    assert results["batch_scaling.small_batch"].measured > 1.25  # SGDM needs far fewer steps than SGD
+
+
 def test_wrong_momentum_parameterisation_fails() -> None:
     results = {r.claim_id: r for r in check_batch_scaling(True, MUTANTS["steps_to_target_at_gamma"].methods)}
     assert not results["batch_scaling.same_eta"].passed
