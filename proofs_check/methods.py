@@ -191,6 +191,16 @@ _sgdm_at_eta_over_one_minus_beta = _sgdm_at(lambda eta, beta: eta / (1 - beta))
 _sgdm_at_gamma = _sgdm_at(lambda eta, beta: eta * (1 - beta))
 
 
+def _sgd_lr_plus_10_percent(problem, eta, *, sigma=None, time_scale=None):
+    # SGD simulated at 1.1 eta, observed on the grid (and with the noise scale) of eta
+    return SGD(
+        problem,
+        1.1 * eta,
+        sigma=eta**-0.5 if sigma is None else sigma,
+        time_scale=eta if time_scale is None else time_scale,
+    )
+
+
 def _noise_free_sgdm(problem, eta, beta, *, sigma=None, time_scale=None):
     return SGDM(problem, eta, beta=beta, sigma=0.0, time_scale=time_scale)
 
@@ -343,6 +353,11 @@ def _build_mutants() -> dict[str, Mutant]:
             "SGD in place of SGDM (beta ignored)",
             replace(r, sgdm=_beta_ignored),
             ("theorem_3_5.alpha=1", "coupling.gap", "momentum_matters.regime"),
+        ),
+        "sgd_lr+10%": Mutant(
+            "SGD simulated at 1.1 eta",
+            replace(r, sgd=_sgd_lr_plus_10_percent),
+            ("same_sde.weak.sgd", "theorem_4_5.toy.sgd", "momentum_matters.regime"),
         ),
         "momentum_lagged": Mutant(
             "momentum applied one step late (x_{k+1} = x_k - eta m_k), in every form",
