@@ -226,7 +226,8 @@ def _figures(args: argparse.Namespace) -> int:
     if args.list:
         for figure_id in available_figures():
             spec = get_figure(figure_id)
-            print(f"{figure_id:24s} {spec.kind:9s} {spec.title}")
+            on_demand = "" if spec.default else " (on demand: --only)"
+            print(f"{figure_id:24s} {spec.kind:9s} {spec.title}{on_demand}")
         return 0
 
     def report(outcome) -> None:

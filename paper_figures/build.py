@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from empirical.records import Record, ResultStore, atomic_write_bytes, config_key, environment_info
-from paper_figures.registry import Computed, FigureContext, FigureSpec, available_figures, get_figure, plain
+from paper_figures.registry import Computed, FigureContext, FigureSpec, default_figures, get_figure, plain
 from paper_figures.runs import discard_corrupt_entries, record_digest
 from paper_figures.style import figure_style
 
@@ -167,7 +167,9 @@ def build_figures(
     gallery: str | Path | None = None,
     on_figure: Callable[[FigureOutcome], None] | None = None,
 ) -> list[FigureOutcome]:
-    """Build the figures ``only`` (default: all, in catalogue order) into ``out`` and write its manifest.
+    """Build the figures ``only`` (default: all but the on-demand ones, in catalogue order) into ``out``.
+
+    Writes ``manifest.json`` there.
 
     ``scale`` is ``"quick"`` (CPU defaults), ``"full"`` (paper scale) or ``"tiny"`` (seconds; tests).
 
@@ -175,7 +177,7 @@ def build_figures(
     ``gallery`` also writes small PNG copies there (the README's gallery); ``on_figure`` is called with
     each finished figure.  Unknown IDs are a ``ValueError`` before anything runs.
     """
-    ids = list(only) if only else available_figures()
+    ids = ([only] if isinstance(only, str) else list(only)) if only else default_figures()
     specs = [get_figure(figure_id) for figure_id in ids]
     context = FigureContext(scale=scale, device=device, cache_dir=Path(cache_dir), data=data or {}, progress=progress)
     out = Path(out)

@@ -14,6 +14,8 @@ FIGURE_MODULES = (
     "paper_figures.svag_convergence",
     "paper_figures.lemma_2_4_split",
     "paper_figures.slow_sde",
+    "paper_figures.nqm_batch_scaling",
+    "paper_figures.verifier_power",
     "paper_figures.batch_sweep",
     "paper_figures.svag_sweep",
     "paper_figures.lm_finetune",

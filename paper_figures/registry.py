@@ -19,6 +19,7 @@ __all__ = [
     "FigureContext",
     "FigureSpec",
     "available_figures",
+    "default_figures",
     "get_figure",
     "plain",
     "register",
@@ -100,7 +101,8 @@ class FigureSpec:
     ``settings(context)`` returns the JSON-able parameters of the computation (they key the cache);
     ``compute(settings, context)`` runs it; ``plot(data, stem)`` writes ``stem.png`` and ``stem.pdf``
     (and, for tables, ``stem.md`` and ``stem.tex``) and returns the paths.  Bump ``version`` when the
-    computation changes meaning, so old cached data is not reused.
+    computation changes meaning, so old cached data is not reused.  ``default=False`` keeps a long computation
+    (the verifier's power study) out of builds that name no IDs; ``--only ID`` builds it.
     """
 
     figure_id: str
@@ -110,6 +112,7 @@ class FigureSpec:
     compute: Callable[[Mapping[str, Any], FigureContext], Computed]
     plot: Callable[[Mapping[str, Any], Path], list[Path]]
     version: int = 1
+    default: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in FIGURE_KINDS:
@@ -135,6 +138,11 @@ def available_figures() -> list[str]:
 
     order = {name: position for position, name in enumerate(FIGURE_MODULES)}
     return sorted(_REGISTRY, key=lambda figure_id: order.get(_REGISTRY[figure_id].compute.__module__, len(order)))
+
+
+def default_figures() -> list[str]:
+    """The IDs a build without ``only`` makes: every figure except those marked ``default=False``."""
+    return [figure_id for figure_id in available_figures() if _REGISTRY[figure_id].default]
 
 
 def get_figure(figure_id: str) -> FigureSpec:

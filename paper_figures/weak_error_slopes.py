@@ -2,7 +2,7 @@ r"""Theorem 3.5: the weak error between SGDM and SGD decays like :math:`\eta^{(1
 
 Figure ID ``fig_weak_error_slopes``.  The computation is claim 3's (:func:`proofs_check.theorem_3_5.weak_error_sweep`
 on :func:`theory.problems.log_cosh_well`): SGDM (paper eq. (3)) with :math:`1-\beta=\eta^\alpha`
-(:math:`\beta=0.9` at :math:`\alpha=0`, :func:`proofs_check.coupling.momentum_for`) and SGD at the same
+(:math:`\beta=0.9` at :math:`\alpha=0`, :func:`proofs_check.measure.definition_3_1_beta`) and SGD at the same
 :math:`\eta`, both with :math:`\sigma=\eta^{-1/2}`, from :math:`x_0=1` for :math:`1/\eta` steps (:math:`T=1`), on
 common random numbers; the weak error is
 

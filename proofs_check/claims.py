@@ -1,6 +1,7 @@
 """Imports every claim module so that each registers itself (reports order them by DESIGN.md number)."""
 
 from proofs_check import (
+    batch_scaling,
     coupling,
     form_equivalence,
     lemma_2_4,
@@ -12,6 +13,7 @@ from proofs_check import (
 )
 
 __all__ = [
+    "batch_scaling",
     "coupling",
     "form_equivalence",
     "lemma_2_4",

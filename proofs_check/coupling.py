@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from proofs_check.measure import definition_3_1_beta
 from proofs_check.methods import REFERENCE, MethodSet
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
 from proofs_check.verdicts import guarded
 from theory.forms import prove_coupling_identity, prove_scheduled_coupling_identity
 from theory.moments import discrete_moments
-from theory.params import MomentumParams
 from theory.problems import noisy_quadratic
 from theory.weak_error import fit_weak_order
 
@@ -36,14 +36,6 @@ STATEMENT = "y_k = x_k - eta beta/(1-beta) m_k is SGD exactly; |x_k - y_k| ~ sqr
 EXPONENT_TOLERANCE = 0.1
 Z = 4.0
 FIELDS = ("update_step", "sgdm")
-
-
-def momentum_for(eta: float, alpha: float) -> float:
-    r"""Definition 3.1 as the claims use it.
-
-    :math:`\beta=0.9` at :math:`\alpha=0`, else :math:`1-\beta=\eta^\alpha`.
-    """
-    return 0.9 if alpha == 0 else MomentumParams.from_alpha(eta, alpha).beta
 
 
 def coupling_gap_squares(method, eta: float, beta: float, n_paths: int, seed: int, x0: float = 1.0) -> np.ndarray:
@@ -91,7 +83,7 @@ def _identity(methods: MethodSet) -> ClaimResult:
 def _gap(methods: MethodSet, alpha: float, quick: bool, n_paths: int, seed: int) -> ClaimResult:
     problem = noisy_quadratic(1.0, 1.0)
     etas = np.array([0.1 / 2**j for j in range(7)])
-    betas = np.array([momentum_for(eta, alpha) for eta in etas])
+    betas = np.array([definition_3_1_beta(eta, alpha) for eta in etas])
     scale = etas / (1 - betas) * betas**2 / (1 + betas)
     measured, standard_errors, exact = [], [], []
     for i, (eta, beta) in enumerate(zip(etas, betas, strict=True)):

@@ -6,12 +6,21 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from theory.params import MomentumParams
 from theory.simulate import Method
 from theory.weak_error import WeakErrorResult, weak_errors
 
-__all__ = ["worst_weak_errors", "worst_weak_errors_shared"]
+__all__ = ["definition_3_1_beta", "worst_weak_errors", "worst_weak_errors_shared"]
 
 Observable = Callable[[np.ndarray], np.ndarray]
+
+
+def definition_3_1_beta(eta: float, alpha: float) -> float:
+    r"""Momentum of Definition 3.1, :math:`1-\beta=c\,\eta^\alpha` (:meth:`theory.params.MomentumParams.from_alpha`).
+
+    The claims use :math:`c=1` for :math:`\alpha>0` and :math:`c=0.1` at :math:`\alpha=0` (:math:`\beta=0.9` fixed).
+    """
+    return MomentumParams.from_alpha(eta, alpha, c=0.1 if alpha == 0 else 1.0).beta
 
 
 def worst_weak_errors(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from empirical.optim import NormalizedSGDM
+from theory.batch_scaling import steps_to_target
 from theory.forms import Step, normalized_nesterov_step, normalized_step, sgd_step
 from theory.loss_change import LossChangeTerms, lemma_2_4_terms
 from theory.problems import Problem
@@ -111,6 +112,8 @@ class MethodSet:
       and noise-induced terms.
     * ``update_step``, ``nesterov_step``, ``sgd_step``: one deterministic update ``(x, m, g, eta, beta) -> (x, m)``
       of eq. (3), normalized Nesterov and SGD, on SymPy symbols and NumPy arrays alike (:data:`theory.forms.Step`).
+    * ``steps_to_target(model, target, eta, beta=0.0, *, max_steps)``: the first step at which eq. (3)'s exact
+      expected loss on a diagonal noisy quadratic reaches ``target`` (:func:`theory.batch_scaling.steps_to_target`).
     """
 
     sgd: SGDFactory = _sgd
@@ -123,6 +126,7 @@ class MethodSet:
     update_step: Step = normalized_step
     nesterov_step: Step = normalized_nesterov_step
     sgd_step: Step = sgd_step
+    steps_to_target: Callable[..., float] = steps_to_target
 
 
 #: The package's own implementations.
@@ -152,19 +156,24 @@ class Mutant:
     full_only: Mapping[str, str] = field(default_factory=dict)
 
 
-def lr_error_mutant(relative_error: float) -> SGDMFactory:
-    r"""SGDM with a learning-rate error: eq. (3) at :math:`(1+\epsilon)\eta`, observed on the grid of :math:`\eta`."""
+def _sgdm_at(rate: Callable[[float, float], float]) -> SGDMFactory:
+    """Eq. (3) run at the learning rate ``rate(eta, beta)`` but observed on the grid (and noise scale) of ``eta``."""
 
     def sgdm(problem, eta, beta, *, sigma=None, time_scale=None):
         return SGDM(
             problem,
-            eta * (1 + relative_error),
+            rate(eta, beta),
             beta=beta,
             sigma=eta**-0.5 if sigma is None else sigma,
             time_scale=eta if time_scale is None else time_scale,
         )
 
     return sgdm
+
+
+def lr_error_mutant(relative_error: float) -> SGDMFactory:
+    r"""SGDM with a learning-rate error: eq. (3) at :math:`(1+\epsilon)\eta`, observed on the grid of :math:`\eta`."""
+    return _sgdm_at(lambda eta, beta: eta * (1 + relative_error))
 
 
 def noise_variance_mutant(relative_error: float) -> SGDMFactory:
@@ -177,23 +186,16 @@ def noise_variance_mutant(relative_error: float) -> SGDMFactory:
     return sgdm
 
 
-def _sgdm_at_eta_over_one_minus_beta(problem, eta, beta, *, sigma=None, time_scale=None):
-    # eq. (3) fed the PyTorch convention the wrong way round: lr = eta / (1 - beta)
-    return SGDM(
-        problem,
-        eta / (1 - beta),
-        beta=beta,
-        sigma=eta**-0.5 if sigma is None else sigma,
-        time_scale=eta if time_scale is None else time_scale,
-    )
+# eq. (3) fed the PyTorch convention the wrong way round (lr = eta / (1 - beta)), and run at gamma = eta (1 - beta)
+_sgdm_at_eta_over_one_minus_beta = _sgdm_at(lambda eta, beta: eta / (1 - beta))
+_sgdm_at_gamma = _sgdm_at(lambda eta, beta: eta * (1 - beta))
 
 
-def _sgdm_at_gamma(problem, eta, beta, *, sigma=None, time_scale=None):
-    # eq. (3) run at the PyTorch learning rate gamma = eta (1 - beta)
-    return SGDM(
+def _sgd_lr_plus_10_percent(problem, eta, *, sigma=None, time_scale=None):
+    # SGD simulated at 1.1 eta, observed on the grid (and with the noise scale) of eta
+    return SGD(
         problem,
-        eta * (1 - beta),
-        beta=beta,
+        1.1 * eta,
         sigma=eta**-0.5 if sigma is None else sigma,
         time_scale=eta if time_scale is None else time_scale,
     )
@@ -287,6 +289,17 @@ def _sgd_step_doubled(x, m, g, eta, beta):
     return x - 2 * eta * g, m
 
 
+def _steps_to_target_at_gamma(model, target, eta, beta=0.0, **options):
+    # SGDM run with gamma = eta (1 - beta) as its effective learning rate
+    return steps_to_target(model, target, eta * (1.0 - beta), beta, **options)
+
+
+def _steps_to_target_noise_averaged(model, target, eta, beta=0.0, **options):
+    # momentum wrongly taken to average the gradient noise away: SGDM's noise variance times (1 - beta)/(1 + beta)
+    quieter = replace(model, noise=model.noise * (1.0 - beta) / (1.0 + beta))
+    return steps_to_target(quieter, target, eta, beta, **options)
+
+
 def _sgd_covariance_for_sgdm(H, Sigma, eta, beta):
     return stationary_covariance(H, Sigma, eta, 0.0)
 
@@ -341,6 +354,11 @@ def _build_mutants() -> dict[str, Mutant]:
             replace(r, sgdm=_beta_ignored),
             ("theorem_3_5.alpha=1", "coupling.gap", "momentum_matters.regime"),
         ),
+        "sgd_lr+10%": Mutant(
+            "SGD simulated at 1.1 eta",
+            replace(r, sgd=_sgd_lr_plus_10_percent),
+            ("same_sde.weak.sgd", "theorem_4_5.toy.sgd", "momentum_matters.regime"),
+        ),
         "momentum_lagged": Mutant(
             "momentum applied one step late (x_{k+1} = x_k - eta m_k), in every form",
             replace(r, sgdm=_lagged_sgdm, update_step=_lagged_step, torch_sgdm=_LaggedTorchSGDM),
@@ -390,6 +408,16 @@ def _build_mutants() -> dict[str, Mutant]:
             "SGD's deterministic step taken at 2 eta",
             replace(r, sgd_step=_sgd_step_doubled),
             ("momentum_matters.stability.sgd",),
+        ),
+        "steps_to_target_at_gamma": Mutant(
+            "NQM steps to target of SGDM run at gamma = eta (1 - beta)",
+            replace(r, steps_to_target=_steps_to_target_at_gamma),
+            ("batch_scaling.same_eta", "batch_scaling.large_batch"),
+        ),
+        "steps_to_target_noise_averaged": Mutant(
+            "NQM steps to target, SGDM's noise variance times (1 - beta)/(1 + beta): momentum 'averages noise away'",
+            replace(r, steps_to_target=_steps_to_target_noise_averaged),
+            ("batch_scaling.small_batch",),
         ),
         "stationary_sgd_for_sgdm": Mutant(
             "SGD's stationary covariance returned for SGDM",

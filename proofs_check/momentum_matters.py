@@ -60,6 +60,7 @@ def _measured_threshold(step: Step, beta: float, predicted: float, steps: int = 
         return float("inf")
     return float(eta_h[np.argmax(diverged)])
 
+
 def _stability(methods: MethodSet, name: str) -> ClaimResult:
     beta = 0.0 if name == "sgd" else _BETA
     field_name = _STEP_FIELDS[name]

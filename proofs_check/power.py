@@ -20,7 +20,7 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +31,7 @@ from proofs_check.verdicts import only_fields
 
 __all__ = [
     "ERROR_KINDS",
+    "POWER_STUDY_VERSION",
     "PowerStore",
     "PowerTask",
     "detection_rates",
@@ -45,6 +46,10 @@ ERROR_KINDS: dict[str, Callable[[float], Callable]] = {
     "learning_rate": lr_error_mutant,
     "noise_variance": noise_variance_mutant,
 }
+
+
+#: Part of every stored task's key: bump when a verdict rule of a claim in the study changes.
+POWER_STUDY_VERSION = 2
 
 
 def mutant_for(kind: str, size: float) -> MethodSet:
@@ -68,7 +73,7 @@ class PowerTask:
 
     @property
     def key(self) -> str:
-        text = json.dumps([self.kind, self.size, self.seed, self.claim, self.quick])
+        text = json.dumps([POWER_STUDY_VERSION, self.kind, self.size, self.seed, self.claim, self.quick])
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -111,7 +116,14 @@ class PowerStore:
 
 
 def _task_dict(task: PowerTask) -> dict:
-    return {"kind": task.kind, "size": task.size, "seed": task.seed, "claim": task.claim, "quick": task.quick}
+    return {
+        "version": POWER_STUDY_VERSION,
+        "kind": task.kind,
+        "size": task.size,
+        "seed": task.seed,
+        "claim": task.claim,
+        "quick": task.quick,
+    }
 
 
 def _digest(body: dict) -> str:
@@ -119,26 +131,30 @@ def _digest(body: dict) -> str:
 
 
 def run_power_study(
-    kinds: Sequence[str],
+    claims: Mapping[str, Sequence[str]],
     sizes: Sequence[float],
     seeds: Sequence[int],
-    claims: Sequence[str],
     store: PowerStore,
     *,
     quick: bool = True,
     jobs: int | None = None,
     on_task: Callable[[int, int], None] | None = None,
 ) -> dict[PowerTask, dict[str, bool]]:
-    """Run (or reuse from ``store``) every task: each kind at each size and at size 0 (the reference), each seed.
+    """Run (or reuse from ``store``) every task: each error kind with its claims (``claims[kind]``) at each size, and
+    the reference (size 0) on every claim named, each seed.
 
     Returns task -> {sub-result id: passed}.  ``on_task(done, total)`` reports progress.
     """
-    claims = select_claims(list(claims))
-    for kind in kinds:
+    if not claims:
+        raise ValueError("claims must map at least one error kind to its claim ids")
+    for kind, ids in claims.items():
         mutant_for(kind, 0.0)
+        select_claims(list(ids))
+    kinds = list(claims)
+    union = select_claims(sorted({claim for ids in claims.values() for claim in ids}))
     tasks = [PowerTask(kind, float(size), int(seed), claim, quick) for kind in kinds for size in sizes for seed in seeds
-             for claim in claims]  # fmt: skip
-    reference = [PowerTask(kinds[0], 0.0, int(seed), claim, quick) for seed in seeds for claim in claims]
+             for claim in claims[kind]]  # fmt: skip
+    reference = [PowerTask(kinds[0], 0.0, int(seed), claim, quick) for seed in seeds for claim in union]
     tasks = list(dict.fromkeys(reference + tasks))
     done = {task: store.load(task) for task in tasks}
     pending = [task for task, value in done.items() if value is None]
@@ -174,8 +190,11 @@ def detection_rates(outcomes: dict[PowerTask, dict[str, bool]]) -> dict[str, dic
     """
     counts: dict[tuple[str, str, float], list[int]] = {}
     kinds = sorted({task.kind for task in outcomes if task.size > 0}) or sorted({t.kind for t in outcomes})
+    claims_of = {kind: {t.claim for t in outcomes if t.kind == kind and t.size > 0} for kind in kinds}
     for task, passed in outcomes.items():
-        targets = kinds if task.size == 0 else [task.kind]
+        targets = (
+            [k for k in kinds if task.claim in claims_of[k] or not claims_of[k]] if task.size == 0 else [task.kind]
+        )
         ids = {**passed, task.claim: all(passed.values())}
         for kind in targets:
             for claim_id, ok in ids.items():

@@ -21,18 +21,18 @@ Predictions and verdicts (tolerances fixed before measuring):
 * :math:`\alpha=1.5`: does not vanish against SGD **and** the momentum is frozen: with :math:`1-\beta=\eta^{3/2}`,
   :math:`m_k` stays :math:`O(\eta^{1/2})` over :math:`1/\eta` steps, so :math:`x_k\to x_0` weakly, with the drift
   displacement :math:`\approx\tfrac12\eta^{1/2}\nabla\mathcal L(x_0)` dominating: order :math:`1/2` against the
-  constant path.
+  constant path (tolerance :data:`FROZEN_TOLERANCE`, for the :math:`O(\eta^{1/2})` relative correction).
 * ``theorem_3_5.underdamped_sde`` reports the underdamped comparison on its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from proofs_check.coupling import momentum_for
-from proofs_check.measure import worst_weak_errors, worst_weak_errors_shared
+from proofs_check.measure import definition_3_1_beta, worst_weak_errors, worst_weak_errors_shared
 from proofs_check.methods import REFERENCE, MethodSet
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
@@ -46,6 +46,7 @@ from theory.weak_error import WeakErrorResult, fit_weak_order
 __all__ = [
     "NONVANISHING_ORDER",
     "ORDER_TOLERANCE",
+    "FrozenPath",
     "check_theorem_3_5",
     "weak_error_sweep",
 ]
@@ -57,6 +58,10 @@ NONVANISHING_ORDER = 0.15
 #: Standard errors by which the error against SGD must exceed 0 to count as "does not vanish".
 NONVANISHING_Z = 5.0
 FROZEN_ORDER = 0.5
+#: The frozen-momentum error is :math:`a\eta^{1/2}(1+O(\eta^{1/2}))`: at :math:`\eta\le0.1` the relative correction
+#: (about :math:`\sqrt{0.1}\approx0.3`) can lower a fitted slope by up to :math:`0.5\cdot0.3/1.3\approx0.12`, so this
+#: order claim gets a wider tolerance than the others (fixed from that estimate, not from the measured slopes).
+FROZEN_TOLERANCE = 0.15
 FIELDS = ("sgd", "sgdm")
 _OBSERVABLES = (lambda x: x[:, 0], lambda x: x[:, 0] ** 2)
 _X0 = 1.0
@@ -79,7 +84,7 @@ def weak_error_sweep(
     """
     pairs = (
         (
-            methods.sgdm(problem, eta, momentum_for(eta, alpha)),
+            methods.sgdm(problem, eta, definition_3_1_beta(eta, alpha)),
             methods.sgd(problem, eta) if reference is None else reference(problem, eta),
         )
         for eta in etas
@@ -100,15 +105,41 @@ def shared_sweep(
     Same numbers as separate sweeps with the same seed (common random numbers are shared anyway).
     """
     groups = (
-        ([methods.sgdm(problem, eta, momentum_for(eta, a)) for a in alphas], methods.sgd(problem, eta)) for eta in etas
+        ([methods.sgdm(problem, eta, definition_3_1_beta(eta, a)) for a in alphas], methods.sgd(problem, eta))
+        for eta in etas
     )
     per_eta = worst_weak_errors_shared(groups, _OBSERVABLES, [_X0], 1.0, n_paths, seed)
     return {alpha: [row[j] for row in per_eta] for j, alpha in enumerate(alphas)}
 
 
-def _frozen(problem: Problem, eta: float) -> Callable[[np.ndarray], np.ndarray]:
-    # the constant path x_k = x_0: E h(x_0) for h(x) = x and x^2
-    return lambda times: np.column_stack([np.full(len(times), _X0), np.full(len(times), _X0**2)])
+@dataclass(frozen=True, eq=False)
+class FrozenPath(Method):
+    """The constant path :math:`x_k=x_0` as a method, so that it can share a simulation with SGD and SGDM."""
+
+    problem: Problem
+    eta: float
+
+    @property
+    def name(self) -> str:
+        return f"frozen path on {self.problem.name}"
+
+    @property
+    def time_step(self) -> float:
+        return self.eta
+
+    @property
+    def noise_dim(self) -> int:
+        return self.problem.noise_dim
+
+    @property
+    def observed_dim(self) -> int:
+        return self.problem.dim
+
+    def initial_state(self, x0: np.ndarray) -> np.ndarray:
+        return np.array(x0, dtype=np.float64, order="C", copy=True)
+
+    def advance(self, state, z, first_step, aux, owns_noise) -> None:
+        return None
 
 
 def _underdamped(problem: Problem, eta: float) -> Method:
@@ -153,8 +184,20 @@ def _nonvanishing(errors: list[WeakErrorResult], etas) -> tuple[bool, float, dic
     return holds, fit.order, {"order_vs_sgd": fit.order, "order_vs_sgd_ci": [fit.ci_low, fit.ci_high]}
 
 
-def _at_least_one(problem, methods, etas, alpha, positive: OrderVerdict, label: str, n_paths, seed) -> ClaimResult:
-    errors = weak_error_sweep(problem, methods, etas, alpha, n_paths, seed)
+def _against_sgd_and(problem, methods, etas, alpha, reference, n_paths, seed):
+    """Weak errors of SGDM against SGD and against ``reference(problem, eta)``, from one simulation per eta."""
+    groups = (
+        (
+            [methods.sgd(problem, eta), reference(problem, eta)],
+            methods.sgdm(problem, eta, definition_3_1_beta(eta, alpha)),
+        )
+        for eta in etas
+    )
+    per_eta = worst_weak_errors_shared(groups, _OBSERVABLES, [_X0], 1.0, n_paths, seed)
+    return [row[0] for row in per_eta], [row[1] for row in per_eta]
+
+
+def _at_least_one(etas, alpha, errors, positive: OrderVerdict, label: str, n_paths) -> ClaimResult:
     holds, order, extra = _nonvanishing(errors, etas)
     passed = holds and positive.passed
     return ClaimResult(
@@ -206,12 +249,9 @@ def check_theorem_3_5(quick: bool = True, methods: MethodSet = REFERENCE, seed: 
             lambda alpha=alpha: _below_one(problem, methods, etas, alpha, n_paths, seed, shared.get(alpha)),
         )
 
-    def underdamped_verdict() -> OrderVerdict:
-        errors = weak_error_sweep(problem, methods, short, 1.0, n_paths, seed + 100, reference=_underdamped)
-        return order_at_least(short, errors, minimum=1.0, tolerance=ORDER_TOLERANCE)
-
     def underdamped_result() -> list[ClaimResult]:
-        verdict = underdamped_verdict()
+        versus_sgd, versus_sde = _against_sgd_and(problem, methods, short, 1.0, _underdamped, n_paths, seed + 100)
+        verdict = order_at_least(short, versus_sde, minimum=1.0, tolerance=ORDER_TOLERANCE)
         sub = _result(
             "theorem_3_5.underdamped_sde",
             "at 1-beta = eta, SGDM follows the underdamped SDE dX = -M dt, dM = (grad L - M) dt + dW",
@@ -220,7 +260,7 @@ def check_theorem_3_5(quick: bool = True, methods: MethodSet = REFERENCE, seed: 
             {"n_paths": n_paths},
         )
         sub = ClaimResult(**{**sub.__dict__, "reference": "THEORY.md 3.5 (alpha = 1 is outside Theorem 3.5)"})
-        alpha_one = _at_least_one(problem, methods, short, 1.0, verdict, "underdamped SDE", n_paths, seed)
+        alpha_one = _at_least_one(short, 1.0, versus_sgd, verdict, "underdamped SDE", n_paths)
         return [alpha_one, sub]
 
     results += guarded("theorem_3_5.alpha=1", REFERENCE_TEXT, STATEMENT, FIELDS, underdamped_result)
@@ -228,9 +268,9 @@ def check_theorem_3_5(quick: bool = True, methods: MethodSet = REFERENCE, seed: 
         results.append(ClaimResult(**{**results[-1].__dict__, "claim_id": "theorem_3_5.underdamped_sde"}))
 
     def frozen_result() -> ClaimResult:
-        errors = weak_error_sweep(problem, methods, etas, 1.5, n_paths, seed + 200, reference=_frozen)
-        verdict = order_at_least(etas, errors, minimum=FROZEN_ORDER, tolerance=ORDER_TOLERANCE)
-        return _at_least_one(problem, methods, etas, 1.5, verdict, "frozen momentum (x_k -> x_0)", n_paths, seed)
+        versus_sgd, versus_frozen = _against_sgd_and(problem, methods, etas, 1.5, FrozenPath, n_paths, seed + 200)
+        verdict = order_at_least(etas, versus_frozen, minimum=FROZEN_ORDER, tolerance=FROZEN_TOLERANCE)
+        return _at_least_one(etas, 1.5, versus_sgd, verdict, "frozen momentum (x_k -> x_0)", n_paths)
 
     results += guarded("theorem_3_5.alpha=1.5", REFERENCE_TEXT, STATEMENT, FIELDS, frozen_result)
     return results

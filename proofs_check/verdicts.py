@@ -94,9 +94,8 @@ def order_at_least(
     eta, err, se = eta[order_by_eta], err[order_by_eta], se[order_by_eta]
     threshold = minimum - tolerance
     criterion = (
-        f"error at smallest eta > {FLOOR_Z:g} SE (resolved); 95% interval of the fitted order >= {threshold:.3g} "
-        f"(= {minimum:.3g} - {tolerance:g}); local order over the last x{tail_span:g} in eta, lower 95% bound "
-        f">= {threshold:.3g} (still shrinking)"
+        f"lower 95% bounds of the fitted order and of the local order over the last x{tail_span:g} in eta "
+        f">= {minimum:.3g} - {tolerance:g}; error at smallest eta > {FLOOR_Z:g} SE"
     )
     details: dict[str, Any] = {"etas": eta.tolist(), "errors": err.tolist(), "standard_errors": se.tolist()}
     nan = float("nan")
@@ -123,9 +122,12 @@ def order_at_least(
     whole_range = a == 0
     details["global_fit_used"] = not whole_range
     passed = (whole_range or fit.ci_low >= threshold) and local_low >= threshold
-    return OrderVerdict(
-        "pass" if passed else "fail", fit.order, fit.ci_low, fit.ci_high, local, local_low, criterion, details
-    )
+    status = "pass" if passed else "fail"
+    if whole_range:  # report the interval the verdict used
+        return OrderVerdict(
+            status, local, local_low, local + Z_INTERVAL * local_se, local, local_low, criterion, details
+        )
+    return OrderVerdict(status, fit.order, fit.ci_low, fit.ci_high, local, local_low, criterion, details)
 
 
 _FIELD_FILTER: ContextVar[frozenset[str] | None] = ContextVar("field_filter", default=None)

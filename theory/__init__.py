@@ -317,8 +317,37 @@ __all__ = [
     "weak_errors",
 ]
 
+# Exact batch-size scaling on the noisy quadratic model (issue #17); one block, kept apart from the lists above.
+from theory.batch_scaling import (
+    DiagonalQuadratic,
+    TunedSteps,
+    critical_batch_size,
+    diagonal_quadratic,
+    eigenbasis_quadratic,
+    expected_loss_at,
+    nqm,
+    nqm_bins,
+    stationary_loss,
+    steps_to_target,
+    tune_steps_to_target,
+)
+
+__all__ += [
+    "DiagonalQuadratic",
+    "TunedSteps",
+    "critical_batch_size",
+    "diagonal_quadratic",
+    "eigenbasis_quadratic",
+    "expected_loss_at",
+    "nqm",
+    "nqm_bins",
+    "stationary_loss",
+    "steps_to_target",
+    "tune_steps_to_target",
+]
+
 # mvm bounds: the explicit remainder bound of the eta-series. The Hypothesis strategies are not imported here
 # (Hypothesis is a test dependency); use `from theory.strategies import stable_quadratics, ...`.
-from theory.series_remainder import SeriesRemainderBound, series_remainder_bound
+from theory.series_remainder import SeriesRemainderBound, series_remainder_bound  # noqa: E402
 
 __all__ += ["SeriesRemainderBound", "series_remainder_bound"]
