@@ -76,8 +76,9 @@ def kill_matrix(
     if jobs == 1:
         outputs = [_run_one(task) for task in tasks]
     else:
-        # fork: the mutants hold closures, which only a forked child can reach without pickling them
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        # spawn, not fork: a child forked after the parent ran torch (OpenMP) can hang in its first torch operation.
+        # Tasks are names, so the children look the mutants (which hold closures) up in MUTANTS themselves.
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             outputs = list(pool.map(_run_one, tasks))
     by_mutant: dict[str, list[ClaimResult]] = {name: [] for name in names}
     for (name, _, _), output in zip(tasks, outputs, strict=True):

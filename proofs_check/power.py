@@ -163,7 +163,8 @@ def run_power_study(
         on_task(finished, len(tasks))
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(pending) or 1))
     if pending:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        # spawn, not fork: a child forked after the parent ran torch (OpenMP) can hang in its first torch operation
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             for task, passed in zip(pending, pool.map(_run_task, pending), strict=True):
                 store.save(task, passed)
                 done[task] = passed
