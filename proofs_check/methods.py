@@ -332,7 +332,7 @@ def _build_mutants() -> dict[str, Mutant]:
         "sgdm_lr+10%": Mutant(
             "eq. (3) simulated at 1.1 eta",
             replace(r, sgdm=lr_error_mutant(0.10)),
-            ("theorem_3_5", "same_sde.weak.sgdm", "momentum_matters.regime"),
+            ("theorem_3_5", "same_sde.weak.sgdm", "theorem_4_5.toy.sgdm_alpha0", "momentum_matters.regime"),
         ),
         "sgdm_lr+5%": Mutant(
             "eq. (3) simulated at 1.05 eta",
@@ -342,7 +342,7 @@ def _build_mutants() -> dict[str, Mutant]:
         "sgdm_noise_variance_x1.1": Mutant(
             "eq. (3) with gradient-noise variance 1.1 sigma^2",
             replace(r, sgdm=noise_variance_mutant(0.10)),
-            ("theorem_3_5", "coupling.gap", "momentum_matters.regime"),
+            ("theorem_3_5", "coupling.gap", "theorem_4_5.toy.sgdm_alpha0", "momentum_matters.regime"),
         ),
         "sgdm_noise_free": Mutant(
             "eq. (3) without gradient noise",
