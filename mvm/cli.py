@@ -190,7 +190,7 @@ def _verify(args: argparse.Namespace) -> int:
         print(format_kill_matrix(matrix))
         results = [r for rs in matrix.results.values() for r in rs]
         outcome = 0 if matrix.all_killed else 1
-        markdown = format_kill_matrix(matrix)
+        markdown = format_kill_matrix(matrix, tablefmt="github")
     else:
         results = run_all(quick=args.quick, only=args.only, progress=not args.no_progress)
         print(format_table(results))

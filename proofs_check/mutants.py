@@ -108,8 +108,11 @@ def _cell(results: Sequence[ClaimResult], claim_id: str) -> str:
     return f"FAIL {failed}/{len(mine)}" if failed else "PASS"
 
 
-def format_kill_matrix(matrix: KillMatrix) -> str:
-    """Mutants x claims (PASS / FAIL k/n / ERROR; ``=`` not affected), the verdict per mutant and a summary line."""
+def format_kill_matrix(matrix: KillMatrix, tablefmt: str = "simple") -> str:
+    """Mutants x claims (PASS / FAIL k/n / ERROR; ``=`` not affected), the verdict per mutant and a summary line.
+
+    ``tablefmt`` is a :mod:`tabulate` format: ``"simple"`` for the terminal, ``"github"`` for Markdown.
+    """
     headers = ["mutant", *matrix.claims, "must break", "verdict"]
     rows = []
     for name, results in matrix.results.items():
@@ -119,4 +122,4 @@ def format_kill_matrix(matrix: KillMatrix) -> str:
         rows.append([name, *(_cell(results, c) for c in matrix.claims), "; ".join(marks), verdict])
     survivors = sum(not k for k in matrix.killed.values())
     summary = f"{len(matrix.killed) - survivors} killed, {survivors} survived"
-    return tabulate(rows, headers=headers, tablefmt="simple") + "\n" + summary
+    return tabulate(rows, headers=headers, tablefmt=tablefmt) + "\n\n" + summary

@@ -104,6 +104,7 @@ __all__ = [
     "DEFAULT_MAX_STEPS",
     "NQM_DIMENSION",
     "SCAN_BLOCK",
+    "SMALLEST_RELATIVE_TARGET",
     "DiagonalQuadratic",
     "StepsFunction",
     "TunedSteps",
@@ -557,6 +558,12 @@ class _DeterministicBound:
 # --- steps to target -------------------------------------------------------------------------------------------
 
 
+#: Smallest target accepted, relative to the initial loss.  The exact loss is accurate to about 1e-13 relative plus
+#: 1e-15 of the initial loss, so far below the initial loss the first crossing can be wrong: a Hypothesis search
+#: found 314 instead of 356 steps at a target 1e-214 of the initial loss, and 96 instead of 100 at 1e-60.
+SMALLEST_RELATIVE_TARGET = 1e-12
+
+
 def _check_target(target: float) -> float:
     try:
         value = float(target)
@@ -588,11 +595,17 @@ def steps_to_target(
     for every :math:`0\le k\le` ``max_steps`` (e.g. the stationary loss :func:`stationary_loss` is above the
     target and no transient dips below it).  Raises ``ValueError`` for an unstable ``eta`` (some
     :math:`\eta h_i\ge` :func:`theory.quadratic.stability_threshold`; the message names it), ``eta <= 0``,
-    ``beta`` outside [0, 1), a non-positive ``target`` or ``max_steps < 0``.  Source: Zhang et al. (2019)'s
+    ``beta`` outside [0, 1), a non-positive ``target``, a target below :data:`SMALLEST_RELATIVE_TARGET` of the initial
+    loss, or ``max_steps < 0``.  Source: Zhang et al. (2019)'s
     steps-to-target on the NQM; THEORY.md 5.2, 5.6, 5.7.
     """
     eta, beta = _check_hyper(model, eta, beta)
     target = _check_target(target)
+    if target < SMALLEST_RELATIVE_TARGET * model.initial_loss:
+        raise ValueError(
+            f"target {target!r} is below {SMALLEST_RELATIVE_TARGET:g} of the initial loss {model.initial_loss!r}: "
+            "the exact loss is not accurate enough there to find the first crossing"
+        )
     horizon = _check_positive_int("max_steps", max_steps, minimum=0)
     if horizon >= 2 ** (_MAX_LEVEL + 1):
         raise ValueError(f"max_steps must be below 2**{_MAX_LEVEL + 1}, got {max_steps!r}")

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from theory.batch_scaling import (
+    SMALLEST_RELATIVE_TARGET,
     DiagonalQuadratic,
     critical_batch_size,
     diagonal_quadratic,
@@ -182,10 +183,21 @@ def test_steps_to_target_is_the_first_crossing_found_by_stepping(problem: tuple,
     model, eta, beta = problem
     horizon = 2000  # long enough for the branch and bound to discard blocks at several levels
     losses = _literal_losses(model, eta, beta, horizon)
-    low, high = float(losses.min()), float(losses.max())
+    # targets below SMALLEST_RELATIVE_TARGET of the initial loss are rejected (tested below)
+    low = max(float(losses.min()), 2 * SMALLEST_RELATIVE_TARGET * model.initial_loss)
+    high = max(float(losses.max()), low)
     target = low * 0.9 + (high * 1.1 - low * 0.9) * level
     assume(target > 0.0 and np.min(np.abs(losses - target)) > 1e-9 * target)  # no tie within rounding
     assert steps_to_target(model, target, eta, beta, max_steps=horizon) == _first_hit(losses, target)
+
+
+def test_targets_far_below_the_initial_loss_are_rejected() -> None:
+    # found by the property above: losses 0.5 * 0.25^k; at a target of 4e-215 the count was 314, not 356
+    model = diagonal_quadratic([1.0], [0.0])
+    with pytest.raises(ValueError, match="below 1e-12 of the initial loss"):
+        steps_to_target(model, 4.3369441996462896e-215, 1.5, 0.0, max_steps=2000)
+    target = 2 * SMALLEST_RELATIVE_TARGET * model.initial_loss
+    assert steps_to_target(model, target, 1.5, 0.0) == math.ceil(math.log(2 * target) / math.log(0.25))
 
 
 def test_oscillating_curve_gives_the_first_of_several_crossings() -> None:
