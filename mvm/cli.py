@@ -19,6 +19,7 @@ Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -152,8 +153,6 @@ def check_writable(path: str | None) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise FilesystemError(f"{existing} is not a directory (needed for {target})")
-    import os
-
     if not os.access(existing, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise FilesystemError(f"{target} is not writable")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
 
 import numpy as np
 import torch
@@ -429,11 +428,3 @@ def _build_mutants() -> dict[str, Mutant]:
 
 #: Deliberately wrong method sets, by name.
 MUTANTS: dict[str, Mutant] = _build_mutants()
-
-
-def describe(methods: MethodSet) -> dict[str, Any]:
-    """Plain description of a set: the qualified name of each field's implementation."""
-    return {
-        f.name: getattr(getattr(methods, f.name), "__qualname__", repr(getattr(methods, f.name)))
-        for f in fields(methods)
-    }

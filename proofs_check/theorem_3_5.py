@@ -27,7 +27,7 @@ Predictions and verdicts (tolerances fixed before measuring):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +36,7 @@ from proofs_check.measure import definition_3_1_beta, worst_weak_errors, worst_w
 from proofs_check.methods import REFERENCE, MethodSet
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
-from proofs_check.verdicts import OrderVerdict, guarded, order_at_least, wanted_fields
+from proofs_check.verdicts import OrderVerdict, fields_wanted, guarded, order_at_least
 from theory.integrators import EulerMaruyama
 from theory.problems import Problem, log_cosh_well
 from theory.sde import sgdm_sde
@@ -74,27 +74,20 @@ def weak_error_sweep(
     alpha: float,
     n_paths: int,
     seed: int,
-    reference: Callable[[Problem, float], Method | Callable] | None = None,
 ) -> list[WeakErrorResult]:
-    r"""Weak error of ``methods.sgdm`` at :math:`1-\beta=\eta^\alpha` against ``methods.sgd`` (or ``reference``).
+    r"""Weak error of ``methods.sgdm`` at :math:`1-\beta=\eta^\alpha` against ``methods.sgd``.
 
     :math:`\max_{k\le1/\eta}|\mathbb Eh(x_k)-\mathbb Eh(z_k)|` over :math:`h(x)=x` and :math:`h(x)=x^2` (the
     larger), from :math:`x_0=1`, :math:`\sigma=\eta^{-1/2}`, common random numbers (:func:`worst_weak_errors`).
-    ``reference(problem, eta)`` returns a method or a deterministic reference of the observation times.
     """
     pairs = (
         (
             methods.sgdm(problem, eta, definition_3_1_beta(eta, alpha)),
-            methods.sgd(problem, eta) if reference is None else reference(problem, eta),
+            methods.sgd(problem, eta),
         )
         for eta in etas
     )
     return worst_weak_errors(pairs, _OBSERVABLES, [_X0], 1.0, n_paths, seed)
-
-
-def _wanted(fields: tuple[str, ...]) -> bool:
-    wanted = wanted_fields()
-    return wanted is None or bool(wanted & set(fields))
 
 
 def shared_sweep(
@@ -237,7 +230,7 @@ def check_theorem_3_5(quick: bool = True, methods: MethodSet = REFERENCE, seed: 
     results: list[ClaimResult] = []
     alphas = (0.0, 0.25, 0.5, 0.75)
     try:
-        shared = shared_sweep(problem, methods, etas, alphas, n_paths, seed) if _wanted(FIELDS) else {}
+        shared = shared_sweep(problem, methods, etas, alphas, n_paths, seed) if fields_wanted(FIELDS) else {}
     except Exception:  # one diverging alpha stops the group: measure each alpha alone to attribute the failure
         shared = {}
     for alpha in alphas:

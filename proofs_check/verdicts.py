@@ -38,6 +38,7 @@ __all__ = [
     "TAIL_SPAN",
     "Z_INTERVAL",
     "OrderVerdict",
+    "fields_wanted",
     "guarded",
     "only_fields",
     "order_at_least",
@@ -147,9 +148,10 @@ def only_fields(names: Iterable[str] | None) -> Iterator[None]:
         _FIELD_FILTER.reset(token)
 
 
-def wanted_fields() -> frozenset[str] | None:
-    """The active :func:`only_fields` filter (``None``: none)."""
-    return _FIELD_FILTER.get()
+def fields_wanted(fields: Iterable[str]) -> bool:
+    """Whether a sub-check naming ``fields`` runs under the active :func:`only_fields` filter (always without one)."""
+    wanted = _FIELD_FILTER.get()
+    return wanted is None or bool(wanted & set(fields))
 
 
 def guarded(
@@ -163,8 +165,7 @@ def guarded(
 
     Skipped (no result) when an :func:`only_fields` filter is active and ``fields`` does not meet it.
     """
-    wanted = _FIELD_FILTER.get()
-    if wanted is not None and not wanted & set(fields):
+    if not fields_wanted(fields):
         return []
     try:
         outcome = measure()
