@@ -5,18 +5,26 @@ Layout of a store rooted at ``ROOT``::
     ROOT/KEY/record.json   the record (config, seed, versions, device, metrics, wall time, status, ...)
     ROOT/KEY/curves.csv    the curves (one column per series), optional
     ROOT/KEY/...           anything else a producer keeps beside it (e.g. a training checkpoint)
+    ROOT/.locks/KEY.lock   the entry's lock file (:meth:`ResultStore.lock`)
 
 ``KEY`` is :func:`config_key` of the config, a JSON-able mapping, so any producer (training runs, claim
 checks, figures) can store and look up results without knowing the others.  Every file is written to a
-temporary name and moved into place with ``os.replace``; ``record.json`` is written last and names the
-SHA-256 and row count of ``curves.csv``, so a reader either sees a complete entry or detects a corrupted
-or partial one (:class:`CorruptRecordError`).
+temporary name and moved into place with ``os.replace``; ``record.json`` is written last.
+
+Integrity (DESIGN.md 6): ``record.json`` holds a ``digest``, the SHA-256 of the canonical JSON of every other
+value of the record, and that record names the SHA-256 of every file it stands for (``curves.csv`` with its row
+count, and whatever the producer lists in ``files``, e.g. the final ``checkpoint.pt``).  A reader therefore
+either sees a complete, unaltered entry or gets :class:`CorruptRecordError`: a truncated or edited value or file,
+a missing key, a file name that would leave the entry's folder.  The digests detect accidents and edits, not a
+forger who recomputes them (anyone who can write the store can do that).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import fcntl
 import functools
 import hashlib
 import io
@@ -24,9 +32,12 @@ import json
 import math
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,11 +53,18 @@ __all__ = [
     "atomic_write_bytes",
     "canonical_json",
     "config_key",
+    "contained_file",
     "environment_info",
+    "file_sha256",
+    "is_store_key",
 ]
 
-RECORD_SCHEMA = 1
-_REQUIRED_FIELDS = ("schema", "key", "config", "status", "metrics", "environment", "created")
+#: Version 2: the record's ``digest`` covers its values, ``files`` the files it stands for.  Records of version
+#: 1 carry no value digest; they are reported corrupt (and recomputed by figure builds).
+RECORD_SCHEMA = 2
+_REQUIRED_FIELDS = ("schema", "key", "config", "status", "metrics", "info", "environment", "created", "curves")
+_KEY_PATTERN = re.compile(r"[0-9a-f]{20}")
+_LOCKS_FOLDER = ".locks"
 
 
 class CorruptRecordError(ValueError):
@@ -65,6 +83,40 @@ def config_key(config: Mapping[str, Any]) -> str:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config must be a JSON-able mapping with finite numbers: {exc}") from exc
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def is_store_key(text: object) -> bool:
+    """Whether ``text`` has the form of a :func:`config_key` (so it names a folder directly under the store)."""
+    return isinstance(text, str) and _KEY_PATTERN.fullmatch(text) is not None
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (checkpoints can be large)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def contained_file(folder: Path, name: object) -> Path:
+    """``folder / name`` for a plain file name read from a record, else :class:`CorruptRecordError`.
+
+    A record is data from disk: a name that is absolute, holds a separator or ``..``, or resolves (through a
+    symbolic link) outside ``folder`` would make a reader open a file outside the store, so it is refused.
+    """
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise CorruptRecordError(f"{folder}: the record names the file {name!r}, which is not a plain file name")
+    path = folder / name
+    if path.resolve().parent != folder.resolve():
+        raise CorruptRecordError(f"{path}: resolves outside its entry folder {folder} (a symbolic link?)")
+    return path
+
+
+def _value_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a record without its own ``digest`` field."""
+    body = {name: value for name, value in document.items() if name != "digest"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -145,6 +197,7 @@ class Record:
     info: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     path: Path | None = None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _curves_csv(curves: Mapping[str, Sequence[float]]) -> tuple[bytes, int]:
@@ -186,9 +239,58 @@ class ResultStore:
         return config_key(config)
 
     def entry_dir(self, config_or_key: Mapping[str, Any] | str) -> Path:
-        """Folder of the entry (it need not exist yet)."""
-        key = config_or_key if isinstance(config_or_key, str) else config_key(config_or_key)
-        return self.root / key
+        """Folder of the entry (it need not exist yet); a key must have the form of :func:`config_key`.
+
+        Keys also come from records (a figure record names its runs' keys), so anything else, a path or ``..``
+        among them, is a :class:`CorruptRecordError` rather than a folder elsewhere.
+        """
+        if isinstance(config_or_key, str):
+            if not is_store_key(config_or_key):
+                raise CorruptRecordError(f"{config_or_key!r} is not a store key (20 lowercase hex digits)")
+            return self.root / config_or_key
+        return self.root / config_key(config_or_key)
+
+    @contextlib.contextmanager
+    def lock(self, config_or_key: Mapping[str, Any] | str) -> Iterator[None]:
+        """Hold the entry's lock (``fcntl.flock`` on ``ROOT/.locks/KEY.lock``) for the block.
+
+        Producers check for a finished entry and compute it under this lock, so two processes never compute one
+        entry twice: the second waits, then finds the first one's record.  The lock is re-entrant within a
+        process (a lock already held by this process is not taken again) and released by the OS if the holder
+        dies.  The lock files live outside the entry folders, so discarding an entry does not disturb its lock.
+        """
+        key = self.entry_dir(config_or_key).name
+        path = (self.root / _LOCKS_FOLDER / f"{key}.lock").resolve()
+        with _HELD_LOCKS_GUARD:
+            held = _HELD_LOCKS.get(path, 0)
+            _HELD_LOCKS[path] = held + 1
+        try:
+            if held:
+                yield
+                return
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a+b") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        finally:
+            with _HELD_LOCKS_GUARD:
+                _HELD_LOCKS[path] -= 1
+                if not _HELD_LOCKS[path]:
+                    del _HELD_LOCKS[path]
+
+    def discard(self, config_or_key: Mapping[str, Any] | str) -> bool:
+        """Delete the entry's folder (record, curves, checkpoints); whether there was one.  Hold its lock."""
+        folder = self.entry_dir(config_or_key)
+        if not folder.exists() and not folder.is_symlink():
+            return False
+        if folder.is_symlink() or not folder.is_dir():
+            folder.unlink()
+        else:
+            shutil.rmtree(folder)
+        return True
 
     def save(
         self,
@@ -199,14 +301,21 @@ class ResultStore:
         curves: Mapping[str, Sequence[float]] | None = None,
         info: Mapping[str, Any] | None = None,
         environment: Mapping[str, Any] | None = None,
+        files: Sequence[str] = (),
     ) -> Record:
         """Write the entry of ``config`` atomically (curves first, the record last) and return it.
 
         ``metrics`` and ``info`` (seed, device, wall time, anything else) must be JSON-able; non-finite
-        floats in ``metrics`` are stored as ``null``.
+        floats in ``metrics`` are stored as ``null``.  ``files`` names files already in the entry's folder that
+        the record stands for (e.g. the final checkpoint): their SHA-256 goes into the record, and a later
+        :meth:`load` fails if any of them changed or went missing.
         """
         key = config_key(config)
         folder = self.entry_dir(key)
+        file_digests = {}
+        for name in files:
+            path = contained_file(folder, name)
+            file_digests[name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
         curves_info = None
         if curves is not None:
             data, rows = _curves_csv(curves)
@@ -222,7 +331,9 @@ class ResultStore:
             "environment": dict(environment) if environment is not None else environment_info(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "curves": curves_info,
+            "files": file_digests,
         }
+        document["digest"] = _value_digest(document)
         atomic_write_bytes(folder / self.record_name, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
         return self._record(document, {k: list(map(float, v)) for k, v in (curves or {}).items()}, folder)
 
@@ -239,18 +350,67 @@ class ResultStore:
             document = json.loads(record_path.read_text())
         except (OSError, ValueError) as exc:
             raise CorruptRecordError(f"{record_path}: not valid JSON ({exc})") from exc
-        if not isinstance(document, dict) or any(name not in document for name in _REQUIRED_FIELDS):
-            missing = [n for n in _REQUIRED_FIELDS if not isinstance(document, dict) or n not in document]
-            raise CorruptRecordError(f"{record_path}: missing fields {missing}")
-        if document["key"] != key or config_key(document["config"]) != key:
-            raise CorruptRecordError(f"{record_path}: the stored config does not hash to the entry's key {key}")
+        document = self._checked_document(record_path, document, key)
         if not isinstance(config_or_key, str) and canonical_json(config_or_key) != canonical_json(document["config"]):
             raise CorruptRecordError(f"{record_path}: holds another config with the same key (hash collision)")
-        curves = self._load_curves(folder, document["curves"]) if document.get("curves") else {}
+        curves = self._load_curves(folder, document["curves"]) if document["curves"] else {}
+        for name, expected in document["files"].items():
+            self._check_file(folder, name, expected)
         return self._record(document, curves, folder)
 
-    def _load_curves(self, folder: Path, expected: Mapping[str, Any]) -> dict[str, list[float]]:
-        path = folder / str(expected["file"])
+    @staticmethod
+    def _checked_document(record_path: Path, document: Any, key: str) -> dict[str, Any]:
+        """The parsed record if its fields, types, key and value digest hold, else :class:`CorruptRecordError`."""
+        if not isinstance(document, dict):
+            raise CorruptRecordError(f"{record_path}: not a JSON object")
+        missing = [name for name in (*_REQUIRED_FIELDS, "files", "digest") if name not in document]
+        if "schema" in document and document["schema"] != RECORD_SCHEMA:
+            raise CorruptRecordError(
+                f"{record_path}: record schema {document['schema']!r}, expected {RECORD_SCHEMA} "
+                "(older records carry no value digest)"
+            )
+        if missing:
+            raise CorruptRecordError(f"{record_path}: missing fields {missing}")
+        if document["digest"] != _value_digest(document):
+            raise CorruptRecordError(f"{record_path}: its values differ from its digest (edited or damaged)")
+        if document["key"] != key or config_key(document["config"]) != key:
+            raise CorruptRecordError(f"{record_path}: the stored config does not hash to the entry's key {key}")
+        types = {"metrics": dict, "info": dict, "environment": dict, "files": dict, "curves": (dict, type(None))}
+        wrong = [name for name, kind in types.items() if not isinstance(document[name], kind)]
+        if wrong:
+            raise CorruptRecordError(f"{record_path}: fields of the wrong type {wrong}")
+        return document
+
+    @staticmethod
+    def _check_file(folder: Path, name: str, expected: Any) -> None:
+        path = contained_file(folder, name)
+        if not isinstance(expected, dict) or not isinstance(expected.get("sha256"), str):
+            raise CorruptRecordError(f"{folder / str(name)}: the record's entry for this file has no SHA-256")
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            raise CorruptRecordError(f"{path}: the record lists this file but it cannot be read ({exc})") from exc
+        if digest != expected["sha256"]:
+            raise CorruptRecordError(f"{path}: contents differ from the record's SHA-256 (truncated or altered)")
+
+    def read_file(self, record: Record, name: str) -> bytes:
+        """The bytes of a file ``record`` stands for, checked against its SHA-256 (read once: no gap between the
+        check and the use).  :class:`CorruptRecordError` if it is not one of the record's files or changed."""
+        if record.path is None or name not in record.files:
+            raise CorruptRecordError(f"{record.path}: the record does not stand for a file {name!r}")
+        path = contained_file(record.path, name)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CorruptRecordError(f"{path}: the record lists this file but it cannot be read ({exc})") from exc
+        if hashlib.sha256(data).hexdigest() != record.files[name]["sha256"]:
+            raise CorruptRecordError(f"{path}: contents differ from the record's SHA-256 (truncated or altered)")
+        return data
+
+    def _load_curves(self, folder: Path, expected: Any) -> dict[str, list[float]]:
+        if not isinstance(expected, dict) or not {"file", "sha256", "rows"} <= set(expected):
+            raise CorruptRecordError(f"{folder}: the record's curves entry lacks file, sha256 or rows")
+        path = contained_file(folder, expected["file"])
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -270,14 +430,14 @@ class ResultStore:
         """Keys of the folders that hold a record file (complete or not)."""
         if self.root.is_dir():
             for folder in sorted(self.root.iterdir()):
-                if (folder / self.record_name).exists():
+                if is_store_key(folder.name) and (folder / self.record_name).exists():
                     yield folder.name
 
     def verify(self) -> dict[str, str]:
         """Every corrupted or partial entry under ``root``: key -> problem."""
         problems = {}
         if self.root.is_dir():
-            for folder in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and is_store_key(p.name)):
                 try:
                     self.load(folder.name)
                 except CorruptRecordError as exc:
@@ -296,7 +456,12 @@ class ResultStore:
             info=document.get("info") or {},
             curves=curves,
             path=folder,
+            files=dict(document.get("files") or {}),
         )
+
+
+_HELD_LOCKS: dict[Path, int] = {}
+_HELD_LOCKS_GUARD = threading.Lock()
 
 
 def _finite_or_null(value: Any) -> Any:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import multiprocessing
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from empirical.records import CorruptRecordError, ResultStore, atomic_write_bytes, config_key
+from empirical.records import (
+    CorruptRecordError,
+    ResultStore,
+    atomic_write_bytes,
+    canonical_json,
+    config_key,
+)
 
 CONFIG = {"model": {"name": "mlp", "hidden": [16, 16]}, "optimizer": {"eta": 0.1, "momentum": 0.9}, "seed": 3}
 CURVES = {"step": [0, 10, 20], "test_acc": [0.1, 0.55, 0.8125], "train_loss_running": [math.nan, 1.25, 0.5]}
@@ -60,7 +69,11 @@ def test_save_then_load_round_trips(tmp_path: Path) -> None:
         (lambda d: (d / "curves.csv").unlink(), "cannot be read"),
         (lambda d: (d / "record.json").write_text((d / "record.json").read_text()[:50]), "not valid JSON"),
         (lambda d: _edit(d, lambda r: r.pop("metrics")), r"missing fields \['metrics'\]"),
-        (lambda d: _edit(d, lambda r: r["config"].update(seed=4)), "does not hash to the entry's key"),
+        (lambda d: _edit(d, lambda r: r["config"].update(seed=4)), "differ from its digest"),
+        # an edited value is caught, not used (the issue: 67.7% edited to 83.0% flowed into fig1)
+        (lambda d: _edit(d, lambda r: r["metrics"].update(final=0.95)), "differ from its digest"),
+        (lambda d: _edit(d, lambda r: r.pop("digest")), r"missing fields \['digest'\]"),
+        (lambda d: _edit(d, lambda r: r.update(schema=1)), "record schema 1, expected 2"),
         (lambda d: (d / "record.json").unlink(), "curves without a record"),
     ],
 )
@@ -95,3 +108,86 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
     with pytest.raises(OSError, match="disk full"):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old" and not list(tmp_path.glob(".*.tmp"))
+
+
+def _edit_with_digest(folder: Path, change) -> None:
+    """Edit a record and recompute its value digest: what only a file-level check can still catch."""
+    record = json.loads((folder / "record.json").read_text())
+    change(record)
+    body = {name: value for name, value in record.items() if name != "digest"}
+    record["digest"] = hashlib.sha256(canonical_json(body).encode()).hexdigest()
+    (folder / "record.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../outside.csv", "sub/curves.csv", "link.csv"])
+def test_a_file_name_from_a_record_must_stay_in_its_folder(tmp_path: Path, name: str) -> None:
+    """Wrong behaviour caught: a record naming a file outside the store made the reader open it (issue 13)."""
+    store = ResultStore(tmp_path / "store")
+    folder = _save(store).path
+    outside = tmp_path / "outside.csv"
+    outside.write_text("step\n1\n")
+    (folder / "link.csv").symlink_to(outside)
+    digest = hashlib.sha256(outside.read_bytes()).hexdigest()
+    _edit_with_digest(folder, lambda r: r["curves"].update(file=name, sha256=digest, rows=1))
+    opened = []
+    real_read_bytes = Path.read_bytes
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "read_bytes", lambda self: opened.append(self) or real_read_bytes(self))
+        with pytest.raises(CorruptRecordError, match=r"not a plain file name|resolves outside"):
+            store.load(CONFIG)
+    assert not any(path.resolve() == outside.resolve() or "hostname" in str(path) for path in opened)
+
+
+def test_keys_that_are_not_store_keys_never_name_a_folder(tmp_path: Path) -> None:
+    """Wrong behaviour caught: a key read from a record ('../x', an absolute path) joined onto the store root."""
+    store = ResultStore(tmp_path / "store")
+    for key in ("../outside", "/etc", "ABCDEF0123456789ABCD", "0" * 21):
+        with pytest.raises(CorruptRecordError, match="not a store key"):
+            store.load(key)
+
+
+def test_files_a_record_stands_for_are_covered_by_its_digest(tmp_path: Path) -> None:
+    """Wrong behaviour caught: a checkpoint changed after its record was written was used (fig1's held-out)."""
+    store = ResultStore(tmp_path)
+    folder = store.entry_dir(CONFIG)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"weights")
+    record = store.save(CONFIG, status="completed", metrics={}, files=["checkpoint.pt"])
+    assert store.read_file(record, "checkpoint.pt") == b"weights"
+    (folder / "checkpoint.pt").write_bytes(b"weightz")
+    with pytest.raises(CorruptRecordError, match="differ from the record's SHA-256"):
+        store.load(CONFIG)
+    with pytest.raises(CorruptRecordError, match="differ from the record's SHA-256"):
+        store.read_file(record, "checkpoint.pt")
+    (folder / "checkpoint.pt").unlink()
+    with pytest.raises(CorruptRecordError, match="cannot be read"):
+        store.load(CONFIG)
+    with pytest.raises(CorruptRecordError, match="does not stand for"):
+        store.read_file(record, "record.json")
+
+
+def _locked_compute(root: str, log: str, seconds: float) -> None:
+    """Compute the entry of CONFIG unless it exists, under its lock; log each computation."""
+    store = ResultStore(root)
+    with store.lock(CONFIG):
+        if store.load(CONFIG) is None:
+            with open(log, "a") as handle:
+                handle.write("computed\n")
+            time.sleep(seconds)
+            _save(store)
+
+
+def test_two_processes_never_compute_one_entry_twice(tmp_path: Path) -> None:
+    """Wrong behaviour caught: two builds on one store both computed the same entry (no lock)."""
+    log = tmp_path / "log.txt"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_locked_compute, args=(str(tmp_path / "s"), str(log), 1.0)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert log.read_text() == "computed\n"
+    assert ResultStore(tmp_path / "s").load(CONFIG) is not None
+    with ResultStore(tmp_path / "s").lock(CONFIG), ResultStore(tmp_path / "s").lock(CONFIG):
+        pass  # re-entrant within a process
