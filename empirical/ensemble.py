@@ -13,14 +13,18 @@ mini-batch, one backward pass gives every member's gradient, and the update is t
 
 SGD being :math:`\beta_i=0`.  Each member uses the same seeded batches, initialisation, schedule and
 evaluations as its separate run, so its record (written under the same key) agrees with the separate
-run's to floating-point tolerance (tested).  Ensembles keep no resumable checkpoints: they are meant for
-grids of small models that finish in minutes.
+run's to floating-point tolerance (tested).
+
+Every ``train.checkpoint_every`` the ensemble writes one checkpoint of the whole group (stacked parameters and
+momenta, step, curves, running sums; :mod:`empirical.checkpoints`) in a store entry of its own, keyed by the
+members' keys; ``resume=True`` continues a killed ensemble from it to the same numbers bit for bit, and the entry
+is removed once every member's record is written.  Training holds the lock of every member's entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,21 +32,22 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from empirical.checkpoints import CorruptCheckpointError, load_latest_checkpoint, write_checkpoint
 from empirical.config import RunConfig
 from empirical.data import Dataset, EpochSampler, TensorSplit, derive_seed, random_crop_flip
 from empirical.models import build_model
-from empirical.records import ResultStore, atomic_write_bytes
+from empirical.records import ResultStore
 from empirical.svag import TrainSchedule
 from empirical.train import (
     CHECKPOINT_NAME,
     RunResult,
     at_least_float32,
-    cached_result,
+    claim_entry,
     curve_columns,
     evaluation_split,
+    finish_entry,
     prepare_dataset,
     resolve_device,
     run_info,
@@ -50,7 +55,13 @@ from empirical.train import (
 )
 from theory.svag import svag_coefficients
 
-__all__ = ["VECTORIZABLE_MODELS", "VECTORIZABLE_OPTIMIZERS", "train_ensemble", "vectorizable_groups"]
+__all__ = [
+    "VECTORIZABLE_MODELS",
+    "VECTORIZABLE_OPTIMIZERS",
+    "ensemble_checkpoint_identity",
+    "train_ensemble",
+    "vectorizable_groups",
+]
 
 VECTORIZABLE_MODELS = ("mlp", "small_cnn")  # no batch-norm running statistics to mutate under vmap
 VECTORIZABLE_OPTIMIZERS = ("sgd", "normalized_sgdm")
@@ -198,10 +209,50 @@ class _Ensemble:
             correct += (logits.argmax(dim=2) == targets).double().sum(1)
         return loss_sum / count, correct / count
 
+    def checkpoint_state(self, progress: dict[str, Any]) -> dict[str, Any]:
+        """Everything a resumed ensemble needs besides its (deterministic) data: stacked parameters, momenta."""
+        return {
+            "config": ensemble_checkpoint_identity(self.members),
+            "params": [p.detach().clone() for p in self.params],
+            "momenta": [m.clone() for m in self.momenta],
+            "progress": progress,
+        }
+
+    def check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
+        """Raise :class:`CorruptCheckpointError` unless ``state`` is a checkpoint of this very ensemble."""
+        if not {"config", "params", "momenta", "progress"} <= set(state):
+            raise CorruptCheckpointError(f"{path}: lacks the fields of an ensemble checkpoint")
+        if state["config"] != ensemble_checkpoint_identity(self.members):
+            raise CorruptCheckpointError(f"{path}: holds another ensemble than its folder's")
+        shapes = [tuple(p.shape) for p in self.params]
+        for name in ("params", "momenta"):
+            if [tuple(getattr(t, "shape", ())) for t in state[name]] != shapes:
+                raise CorruptCheckpointError(f"{path}: its {name} do not fit this ensemble")
+        progress = state["progress"]
+        if not isinstance(progress, dict) or set(progress) != set(_PROGRESS_FIELDS):
+            raise CorruptCheckpointError(f"{path}: its progress fields differ from this version's")
+        if not 0 < progress["step"] <= self.steps:
+            raise CorruptCheckpointError(f"{path}: step {progress['step']} outside 1..{self.steps}")
+
+    def restore(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for target, value in zip(self.params, state["params"], strict=True):
+                target.copy_(value)
+            for target, value in zip(self.momenta, state["momenta"], strict=True):
+                target.copy_(value)
+
     def member_state(self, index: int) -> dict[str, torch.Tensor]:
         state = {name: p[index].detach().clone() for name, p in zip(self.names, self.params, strict=True)}
         state.update({name: b[index].clone() for name, b in self.buffers.items()})
         return state
+
+
+_PROGRESS_FIELDS = ("step", "curves", "diverged", "window_sum", "window_count", "sde_time", "wall")
+
+
+def ensemble_checkpoint_identity(members: Sequence[RunConfig]) -> dict[str, Any]:
+    """The store config under which a group's checkpoint lives: the members' identities, in order."""
+    return {"ensemble_checkpoint": [member.identity() for member in members]}
 
 
 def train_ensemble(
@@ -210,11 +261,15 @@ def train_ensemble(
     out: str | Path = "runs",
     quiet: bool = False,
     dataset: Dataset | None = None,
+    resume: bool = False,
+    discard_corrupt: bool = False,
 ) -> list[RunResult]:
     """Train ``members`` together and write one record per member (the key of its separate run).
 
     Members must form one group of :func:`vectorizable_groups`; finished records are returned as they are
-    (and the rest trained).  ``dataset`` may pass data already prepared for the members.
+    (and the rest trained).  ``dataset`` may pass data already prepared for the members.  ``resume``
+    continues a killed ensemble from its checkpoint (without it, a checkpoint left by a killed ensemble is an
+    error); ``discard_corrupt``: see :func:`empirical.train.claim_entry`.
     """
     members = list(members)
     if not members:
@@ -227,20 +282,33 @@ def train_ensemble(
             f"these members split into {len(groups)} groups"
         )
     store = ResultStore(out)
-    done = {i: cached_result(store, m) for i, m in enumerate(members)}
-    todo = [i for i, result in done.items() if result is None]
-    if todo:
-        device = resolve_device(members[0].device)
-        data = dataset if dataset is not None else prepare_dataset(members[0], device)
-        if not isinstance(data.train, TensorSplit):
-            raise ValueError("an ensemble needs data held as tensors")
-        trained = _train([members[i] for i in todo], data, device, store, quiet)
-        done.update(zip(todo, trained, strict=True))
+    with contextlib.ExitStack() as locks:
+        for key in sorted({store.key(m.identity()) for m in members}):  # one global order: no deadlock
+            locks.enter_context(store.lock(key))
+        done = {i: claim_entry(store, m, discard_corrupt=discard_corrupt) for i, m in enumerate(members)}
+        todo = [i for i, result in done.items() if result is None]
+        if todo:
+            device = resolve_device(members[0].device)
+            data = dataset if dataset is not None else prepare_dataset(members[0], device)
+            if not isinstance(data.train, TensorSplit):
+                raise ValueError("an ensemble needs data held as tensors")
+            todo_members = [members[i] for i in todo]
+            group = ensemble_checkpoint_identity(todo_members)
+            locks.enter_context(store.lock(group))
+            trained = _train(todo_members, data, device, store, quiet, store.entry_dir(group), resume)
+            store.discard(group)  # every member's record is written: the group checkpoint has served
+            done.update(zip(todo, trained, strict=True))
     return [done[i] for i in range(len(members))]  # type: ignore[misc]
 
 
 def _train(
-    members: list[RunConfig], dataset: Dataset, device: torch.device, store: ResultStore, quiet: bool
+    members: list[RunConfig],
+    dataset: Dataset,
+    device: torch.device,
+    store: ResultStore,
+    quiet: bool,
+    checkpoint_folder: Path,
+    resume: bool,
 ) -> list[RunResult]:
     from tqdm.auto import tqdm
 
@@ -248,14 +316,29 @@ def _train(
     first = members[0]
     count = len(members)
     log_every, batch = first.train.log_every, first.train.eval_batch_size
+    train_size = len(dataset.train)
+    checkpoint_every = ensemble.ell * first.train.to_steps(first.train.checkpoint_every, train_size, "checkpoint_every")
+    checkpoint_path = checkpoint_folder / CHECKPOINT_NAME
+    if not resume and checkpoint_folder.exists():
+        raise ValueError(
+            f"{checkpoint_folder} holds the checkpoint of an unfinished ensemble of these runs: pass --resume to "
+            "continue it, or --recompute to start over"
+        )
+    state = load_latest_checkpoint(checkpoint_folder, device, ensemble.check_checkpoint) if resume else None
     curves: list[list[dict[str, float]]] = [[] for _ in members]
     diverged: list[int | None] = [None] * count
-    completed = [ensemble.steps] * count
     window_sum = torch.zeros(count, dtype=torch.float64)
     window_count = 0
     sde_time = torch.zeros(count, dtype=torch.float64)
+    first_step, wall_before = 0, 0.0
+    if state is not None:
+        ensemble.restore(state)
+        progress = state["progress"]
+        first_step, curves, diverged = progress["step"], progress["curves"], progress["diverged"]
+        window_sum, window_count = progress["window_sum"].cpu(), progress["window_count"]
+        sde_time, wall_before = progress["sde_time"].cpu(), progress["wall"]
     lr_rows = ensemble.lr_float64
-    started = time.perf_counter()
+    started = time.perf_counter() - wall_before
 
     def record_row(step: int, running: torch.Tensor) -> None:
         train_loss, train_acc = ensemble.evaluate(ensemble.eval_train, batch)
@@ -272,24 +355,26 @@ def _train(
                     "test_loss": values[2][i], "test_acc": values[3][i], "wall_s": wall,
                 })  # fmt: skip
 
-    record_row(0, torch.full((count,), float("nan")))
+    if state is None:
+        record_row(0, torch.full((count,), float("nan")))
     pending: list[torch.Tensor] = []
-    pending_from = 0
-    bar = tqdm(total=ensemble.steps, desc=f"ensemble of {count}", unit="step", disable=quiet, leave=False)
+    pending_from = first_step
+    bar = tqdm(total=ensemble.steps, initial=first_step, desc=f"ensemble of {count}", unit="step", disable=quiet,
+               leave=False)  # fmt: skip
     try:
-        for step in range(ensemble.steps):
+        for step in range(first_step, ensemble.steps):
             pending.append(ensemble.step(step))
             sde_time += lr_rows[step]
             done = step + 1
             due_eval = done % ensemble.eval_every == 0 or done == ensemble.steps
-            if due_eval or done % log_every == 0:
+            due_checkpoint = bool(checkpoint_every) and done % checkpoint_every == 0 and done < ensemble.steps
+            if due_eval or due_checkpoint or done % log_every == 0:
                 values = torch.stack(pending).double().cpu()  # (steps, streams, members)
                 bar.update(len(pending))
                 finite = torch.isfinite(values).flatten(0, 1)
                 for i in range(count):
                     if diverged[i] is None and not bool(finite[:, i].all()):
                         diverged[i] = pending_from + int(torch.nonzero(~finite[:, i])[0, 0]) // len(ensemble.data)
-                        completed[i] = done
                 window_sum += values.sum(dim=(0, 1))
                 window_count += values.shape[0] * values.shape[1]
                 pending, pending_from = [], done
@@ -299,6 +384,13 @@ def _train(
                     record_row(done, window_sum / window_count)
                     window_sum.zero_()
                     window_count = 0
+                if due_checkpoint:
+                    progress = {
+                        "step": done, "curves": curves, "diverged": diverged, "window_sum": window_sum.clone(),
+                        "window_count": window_count, "sde_time": sde_time.clone(),
+                        "wall": time.perf_counter() - started,
+                    }  # fmt: skip
+                    write_checkpoint(checkpoint_path, ensemble.checkpoint_state(progress))
     finally:
         bar.close()
     wall = time.perf_counter() - started
@@ -308,20 +400,26 @@ def _train(
         model = build_model(member.model.name, dataset, member.seed, **member.model.options)
         model.to(device=device, dtype=getattr(torch, member.train.dtype)).load_state_dict(ensemble.member_state(i))
         folder = store.entry_dir(member.identity())
+        steps = ensemble.steps if diverged[i] is None else diverged[i]
         if status == "completed":
-            _save_final_checkpoint(folder / CHECKPOINT_NAME, member, model, completed[i])
+            write_checkpoint(
+                folder / CHECKPOINT_NAME,
+                {"config": member.identity(), "model": model.state_dict(), "progress": {"step": steps}},
+            )
         metrics = run_metrics(
-            member, ensemble.schedules[i], completed[i], curves[i], diverged[i], ensemble.data[0].samplers[i]
+            member,
+            ensemble.schedules[i],
+            steps,
+            curves[i],
+            diverged[i],
+            ensemble.data[0].samplers[i],
+            dataset.num_classes,
         )
-        info = run_info(member, dataset, device, model, wall, engine="ensemble", ensemble_size=count)
-        record = store.save(
-            member.identity(), status=status, metrics=metrics, curves=curve_columns(curves[i]), info=info
+        info = run_info(
+            member, dataset, device, model, wall, engine="ensemble", ensemble_size=count,
+            resumed_from_step=first_step if state is not None else None,
+        )  # fmt: skip
+        results.append(
+            finish_entry(store, member, status=status, metrics=metrics, curves=curve_columns(curves[i]), info=info)
         )
-        results.append(RunResult(record.key, member.name, status, record.metrics, record.curves, folder))
     return results
-
-
-def _save_final_checkpoint(path: Path, member: RunConfig, model: nn.Module, step: int) -> None:
-    buffer = io.BytesIO()
-    torch.save({"config": member.identity(), "model": model.state_dict(), "progress": {"step": step}}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())

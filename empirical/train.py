@@ -10,19 +10,28 @@ for ``pytorch_sgdm``) and takes one optimizer step on the mean cross-entropy
 
 Every ``eval_every`` the run evaluates train loss and accuracy (fixed subset), test loss and accuracy;
 every ``checkpoint_every`` it writes a checkpoint atomically (model, optimizer, sampler state, step,
-curves so far).  Because the batch sequence, augmentation and learning rate are pure functions of
-``(seed, step)``, ``resume=True`` continues a killed run to the same final numbers as an uninterrupted
-run on the same device.  A non-finite loss stops the run with status ``"diverged"`` and the step.
+curves so far; only tensors and plain values, read back with ``weights_only=True``, the one before kept as
+``checkpoint.previous.pt``: :mod:`empirical.checkpoints`).  Because the batch sequence, augmentation and
+learning rate are pure functions of ``(seed, step)``, ``resume=True`` continues a killed run to the same final
+numbers as an uninterrupted run on the same device; a corrupt checkpoint is set aside with a warning and the run
+continues from the previous one or from the start.
+
+Divergence: a non-finite mini-batch loss at step :math:`k`, or an update that overflows the parameters' dtype at
+step :math:`k`, stops the run with status ``"diverged"``, ``diverged_at_step`` = ``steps_completed`` = :math:`k`;
+its ``final_*`` metrics are ``None`` and ``last_finite`` holds the last evaluation (step and values) made before.
+A completed run that ends at chance accuracy with its train loss above the initial one gets a ``warning``.
 
 Results go to a :class:`empirical.records.ResultStore` under ``out``, keyed by the config hash:
-``record.json``, ``curves.csv`` and ``checkpoint.pt`` (the final parameters at the end).
+``record.json``, ``curves.csv`` and ``checkpoint.pt`` (the final parameters at the end, covered by the
+record's digest).  Training an entry holds its lock (:meth:`empirical.records.ResultStore.lock`), so two
+processes never train one run twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from empirical.checkpoints import (
+    CHECKPOINT_NAME,
+    CorruptCheckpointError,
+    load_latest_checkpoint,
+    read_checkpoint,
+    read_checkpoint_bytes,
+    remove_previous_checkpoint,
+    write_checkpoint,
+)
 from empirical.config import RunConfig, expand_grid, load_config
 from empirical.data import (
     Dataset,
@@ -48,20 +66,26 @@ from empirical.data import (
 )
 from empirical.models import TEXT_MODELS, build_model, encode_frozen_layers, tokenize_dataset
 from empirical.optim import NormalizedSGDM
-from empirical.records import ResultStore, atomic_write_bytes
+from empirical.records import CorruptRecordError, ResultStore
 from empirical.svag import TrainSchedule, svag_loss
 
 __all__ = [
+    "CHANCE_MARGIN",
     "CHECKPOINT_NAME",
     "CURVE_COLUMNS",
     "RunResult",
     "at_least_float32",
     "cached_result",
+    "claim_entry",
     "curve_columns",
     "evaluate",
     "evaluation_split",
+    "finish_entry",
+    "is_overflow",
+    "load_final_checkpoint",
     "load_run_model",
     "make_optimizer",
+    "outcome_warning",
     "prepare_dataset",
     "resolve_device",
     "run_experiment",
@@ -71,7 +95,6 @@ __all__ = [
     "train_run",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
 CURVE_COLUMNS = (
     "step",
     "epoch",
@@ -281,20 +304,36 @@ class _Run:
         }
 
     def save_checkpoint(self, path: Path) -> None:
-        buffer = io.BytesIO()
-        torch.save(self.state(), buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_checkpoint(path, self.state())
 
-    def load_checkpoint(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+    def _check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
+        """Raise :class:`CorruptCheckpointError` unless ``state`` fits this run (fields, config, shapes)."""
+        fields = {"config", "model", "optimizer", "samplers", "progress"}
+        if not fields <= set(state) or not isinstance(state["progress"], dict):
+            raise CorruptCheckpointError(f"{path}: lacks the fields {sorted(fields - set(state))}")
         if state["config"] != self.config.identity():
-            raise ValueError(f"{path} belongs to another config; delete it or choose another --out")
+            raise CorruptCheckpointError(f"{path}: holds another config than its folder's")
+        if set(state["progress"]) != {f.name for f in dataclasses.fields(_Progress)}:
+            raise CorruptCheckpointError(f"{path}: its progress fields differ from this version's")
+        expected = {name: tuple(t.shape) for name, t in self.model.state_dict().items()}
+        found = {name: tuple(getattr(t, "shape", ())) for name, t in state["model"].items()}
+        if found != expected:
+            raise CorruptCheckpointError(f"{path}: its parameters do not fit this run's model")
+        if not 0 <= state["progress"]["step"] <= self.steps:
+            raise CorruptCheckpointError(f"{path}: step {state['progress']['step']} outside 0..{self.steps}")
         if state["samplers"] != [sampler.state_dict() for sampler in self.samplers]:
             raise ValueError(f"{path}: its data order differs from this run's (dataset size or batch size changed)")
+
+    def load_checkpoint(self, folder: Path) -> bool:
+        """Continue from the newest good checkpoint in ``folder`` (bad ones set aside); whether there was one."""
+        state = load_latest_checkpoint(folder, self.device, self._check_checkpoint)
+        if state is None:
+            return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.progress = _Progress(**state["progress"])
         self.progress.resumed_from = self.progress.step
+        return True
 
     # --------------------------------------------------------------------------------------- loop
 
@@ -375,7 +414,18 @@ class _Run:
                 else:
                     svag_loss(losses[0], losses[1], ell).backward()
                     pending.extend(item.detach() for item in losses)
-                optimizer.step()
+                try:
+                    optimizer.step()
+                except (RuntimeError, OverflowError) as exc:
+                    if not is_overflow(exc):
+                        raise
+                    pending.pop()  # the update of this step could not be computed: it diverged here
+                    if ell != 1:
+                        pending.pop()
+                    diverged_at = self._flush(pending, pending_from, len(batches), bar, eta)
+                    diverged_at = step if diverged_at is None else diverged_at
+                    progress.step = diverged_at
+                    break
                 sde_time += eta
                 if step + 1 < next_sync:
                     continue
@@ -385,6 +435,7 @@ class _Run:
                 diverged_at = self._flush(pending, pending_from, len(batches), bar, eta)
                 pending, pending_from = [], progress.step
                 if diverged_at is not None:
+                    progress.step = diverged_at
                     break
                 progress.wall = time.perf_counter() - started
                 if progress.step % self.eval_every == 0 or progress.step == self.steps:
@@ -446,6 +497,47 @@ def _progress_bar(total: int, initial: int, name: str, quiet: bool) -> Any:
     return tqdm(total=total, initial=initial, desc=name, unit="step", disable=quiet, dynamic_ncols=True, leave=False)
 
 
+def is_overflow(exc: BaseException) -> bool:
+    """Whether an exception of an update step says a value overflowed its dtype (e.g. a learning rate of 1e300
+    handed to float32 parameters: "value cannot be converted to type float without overflow")."""
+    return isinstance(exc, OverflowError) or "overflow" in str(exc)
+
+
+#: Metrics of an evaluation row that ``last_finite`` and the ``final_*`` metrics report.
+_REPORTED = ("train_loss", "train_acc", "test_loss", "test_acc")
+#: A completed run whose test accuracy is at most chance plus this margin, with its train loss above the initial
+#: one, is reported as having learned nothing.
+CHANCE_MARGIN = 0.05
+
+
+def _last_finite(curves: Sequence[dict[str, float]]) -> dict[str, Any] | None:
+    """The last evaluation whose reported values are all finite: its step and values, else ``None``."""
+    for row in reversed(curves):
+        if all(math.isfinite(row[name]) for name in _REPORTED):
+            return {"step": int(row["step"]), **{name: row[name] for name in _REPORTED}}
+    return None
+
+
+def outcome_warning(
+    status: str, curves: Sequence[dict[str, float]], diverged_at: int | None, num_classes: int | None
+) -> str | None:
+    """What a reader must know about a run's end beyond its status: divergence, or learning nothing."""
+    if status == "diverged":
+        last = _last_finite(curves)
+        where = f"the last finite metrics are from step {last['step']}" if last else "no finite metrics"
+        return f"diverged at step {diverged_at}; {where} (last_finite), the final_* metrics are None"
+    if not curves or not num_classes:
+        return None
+    first, last = curves[0], curves[-1]
+    chance = 1.0 / num_classes
+    if last["train_loss"] > first["train_loss"] and last["test_acc"] <= chance + CHANCE_MARGIN:
+        return (
+            f"learned nothing: test accuracy {last['test_acc']:.4f} is at chance ({chance:.4f}) and the train loss "
+            f"{last['train_loss']:.4g} ended above its initial {first['train_loss']:.4g}"
+        )
+    return None
+
+
 def run_metrics(
     config: RunConfig,
     schedule: TrainSchedule,
@@ -453,10 +545,18 @@ def run_metrics(
     curves: Sequence[dict[str, float]],
     diverged_at: int | None,
     sampler: EpochSampler,
+    num_classes: int | None = None,
 ) -> dict[str, Any]:
-    """The ``metrics`` of a run's record (shared by the loop and the ensemble so their records agree)."""
-    last = curves[-1] if curves else {}
-    test_accs = [row["test_acc"] for row in curves]
+    """The ``metrics`` of a run's record (shared by the loop and the ensemble so their records agree).
+
+    A diverged run (``diverged_at`` not ``None``) has ``steps_completed == diverged_at``, ``final_*`` = ``None``
+    and its last finite evaluation in ``last_finite``, so a number from before divergence is never read as final.
+    """
+    status = "completed" if diverged_at is None else "diverged"
+    if diverged_at is not None:
+        steps_completed = diverged_at
+    last = curves[-1] if curves and diverged_at is None else {}
+    test_accs = [row["test_acc"] for row in curves if math.isfinite(row["test_acc"])]
     return {
         "steps_total": schedule.steps,
         "steps_completed": steps_completed,
@@ -472,6 +572,8 @@ def run_metrics(
         "final_test_loss": last.get("test_loss"),
         "final_test_acc": last.get("test_acc"),
         "best_test_acc": max(test_accs) if test_accs else None,
+        "last_finite": _last_finite(curves),
+        "warning": outcome_warning(status, curves, diverged_at, num_classes),
         "batch_order_sha256": sampler.digest(steps_completed),
     }
 
@@ -500,12 +602,67 @@ def curve_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
 
 
 def cached_result(store: ResultStore, config: RunConfig) -> RunResult | None:
+    """The finished run of ``config`` in ``store`` (intact record), ``None`` if there is none; a damaged entry
+    raises :class:`empirical.records.CorruptRecordError`."""
     record = store.load(config.identity())
     if record is None or record.status not in ("completed", "diverged"):
         return None
     return RunResult(
         record.key, config.name, record.status, record.metrics, record.curves, store.entry_dir(record.key), True
     )
+
+
+def claim_entry(
+    store: ResultStore, config: RunConfig, *, recompute: bool = False, discard_corrupt: bool = False
+) -> RunResult | None:
+    """The finished run to reuse, or ``None`` when it must be trained; call it holding the entry's lock.
+
+    ``recompute`` discards the entry (record, curves, checkpoints) first.  A damaged entry (edited or truncated
+    value or file, missing key) is discarded with a message on stderr when ``discard_corrupt`` is set (figure
+    builds), else raises :class:`empirical.records.CorruptRecordError` naming its folder (``mvm train`` then
+    points to ``--recompute``): it is never used, and never deleted by hand.
+    """
+    if recompute:
+        store.discard(config.identity())
+        return None
+    try:
+        return cached_result(store, config)
+    except CorruptRecordError as exc:
+        if not discard_corrupt:
+            raise
+        print(f"cache: discarding a corrupted entry and recomputing it: {exc}", file=sys.stderr, flush=True)
+        store.discard(config.identity())
+        return None
+
+
+def finish_entry(
+    store: ResultStore,
+    config: RunConfig,
+    *,
+    status: str,
+    metrics: dict[str, Any],
+    curves: dict[str, list[float]],
+    info: dict[str, Any],
+) -> RunResult:
+    """Write a finished run's record; it stands for (and its digest covers) the checkpoint left in the folder."""
+    folder = store.entry_dir(config.identity())
+    remove_previous_checkpoint(folder)
+    files = [CHECKPOINT_NAME] if (folder / CHECKPOINT_NAME).is_file() else []
+    record = store.save(config.identity(), status=status, metrics=metrics, curves=curves, info=info, files=files)
+    return RunResult(record.key, config.name, status, record.metrics, record.curves, folder)
+
+
+def load_final_checkpoint(store: ResultStore, result: RunResult, map_location: Any = "cpu") -> dict[str, Any]:
+    """The final checkpoint of a finished run, read once and checked against its record's SHA-256 and its own
+    digest (``weights_only=True``).  :class:`empirical.records.CorruptRecordError` if anything differs."""
+    record = store.load(result.key)
+    if record is None:
+        raise CorruptRecordError(f"{result.path}: the run's record is gone")
+    data = store.read_file(record, CHECKPOINT_NAME)
+    try:
+        return read_checkpoint_bytes(data, str(result.path / CHECKPOINT_NAME), map_location)
+    except CorruptCheckpointError as exc:
+        raise CorruptRecordError(str(exc)) from exc
 
 
 def train_run(
@@ -515,38 +672,57 @@ def train_run(
     resume: bool = False,
     quiet: bool = False,
     dataset: Dataset | None = None,
+    recompute: bool = False,
+    discard_corrupt: bool = False,
 ) -> RunResult:
     """Train one run (no grid) and write its record under ``out``; a finished record is returned as is.
 
     ``resume=True`` continues from the run's checkpoint when there is one.  Without it an existing
     checkpoint of an unfinished run is an error (so a killed run is never silently restarted).
     ``dataset`` may pass data already prepared with :func:`prepare_dataset` for this config.
+    ``recompute`` and ``discard_corrupt``: see :func:`claim_entry`.  The whole call holds the entry's lock.
     """
     if config.grid:
         raise ValueError("train_run takes one run; use run_experiment for a config with a [grid]")
     store = ResultStore(out)
-    cached = cached_result(store, config)
-    if cached is not None:
-        return cached
+    with store.lock(config.identity()):
+        cached = claim_entry(store, config, recompute=recompute, discard_corrupt=discard_corrupt)
+        if cached is not None:
+            return cached
+        return _train_run_locked(config, store, resume, quiet, dataset)
+
+
+def _train_run_locked(
+    config: RunConfig, store: ResultStore, resume: bool, quiet: bool, dataset: Dataset | None
+) -> RunResult:
     device = resolve_device(config.device)
     folder = store.entry_dir(config.identity())
     checkpoint = folder / CHECKPOINT_NAME
-    if checkpoint.exists() and not resume:
+    if not resume and any((folder / name).exists() for name in (CHECKPOINT_NAME, "checkpoint.previous.pt")):
         raise ValueError(
             f"{checkpoint} holds an unfinished run of this config: pass --resume to continue it, "
-            "or delete the folder to start over"
+            "or --recompute to start over"
         )
     run = _Run(config, dataset if dataset is not None else prepare_dataset(config, device), device, quiet)
-    if resume and checkpoint.exists():
-        run.load_checkpoint(checkpoint)
+    if resume:
+        run.load_checkpoint(folder)
     diverged_at = run.train(checkpoint if run.checkpoint_every else None)
     status = "completed" if diverged_at is None else "diverged"
     if status == "completed":
         run.save_checkpoint(checkpoint)  # the final parameters, for diagnostics at the end of training
-    record = store.save(
-        config.identity(),
+    return finish_entry(
+        store,
+        config,
         status=status,
-        metrics=run_metrics(config, run.schedule, run.progress.step, run.progress.curves, diverged_at, run.samplers[0]),
+        metrics=run_metrics(
+            config,
+            run.schedule,
+            run.progress.step,
+            run.progress.curves,
+            diverged_at,
+            run.samplers[0],
+            run.dataset.num_classes,
+        ),
         curves=curve_columns(run.progress.curves),
         info=run_info(
             config,
@@ -558,7 +734,6 @@ def train_run(
             resumed_from_step=run.progress.resumed_from,
         ),
     )
-    return RunResult(record.key, config.name, status, record.metrics, record.curves, folder)
 
 
 def run_experiment(
@@ -569,10 +744,12 @@ def run_experiment(
     resume: bool = False,
     out: str | Path = "runs",
     quiet: bool = False,
+    recompute: bool = False,
 ) -> list[RunResult]:
     """Run the experiment of a config (file or object): one run, or every member of its ``[grid]``.
 
-    ``device`` and ``seed`` override the config's.  Members of a grid with ``vectorize = true`` that differ
+    ``device`` and ``seed`` override the config's; ``recompute`` discards stored entries and trains again.
+    Members of a grid with ``vectorize = true`` that differ
     only in learning rate, momentum, weight decay, SGD/normalized SGDM or seed are trained together as one
     ``torch.func`` ensemble (:func:`empirical.ensemble.train_ensemble`); the others run one after another.
     Every member's record has the key of the same run configured on its own.
@@ -585,7 +762,9 @@ def run_experiment(
     if seed is not None:
         overrides["seed"] = seed
     config = dataclasses.replace(config, **overrides)
-    return train_members(expand_grid(config), resume=resume, out=out, quiet=quiet, vectorize=config.vectorize)
+    return train_members(
+        expand_grid(config), resume=resume, out=out, quiet=quiet, vectorize=config.vectorize, recompute=recompute
+    )
 
 
 def train_members(
@@ -595,8 +774,12 @@ def train_members(
     out: str | Path = "runs",
     quiet: bool = False,
     vectorize: bool = True,
+    recompute: bool = False,
+    discard_corrupt: bool = False,
 ) -> list[RunResult]:
     """Train a list of runs (finished records reused), results in the order of ``members``.
+
+    ``recompute`` and ``discard_corrupt``: see :func:`claim_entry` (a damaged entry raises without them).
 
     With ``vectorize`` the unfinished members that differ only in learning rate, momentum, weight decay,
     SGD/normalized SGDM or seed train together as one ``torch.func`` ensemble
@@ -625,7 +808,8 @@ def train_members(
     store = ResultStore(out)
     pending = []
     for index, member in enumerate(members):
-        cached = cached_result(store, member)
+        with store.lock(member.identity()):
+            cached = claim_entry(store, member, recompute=recompute, discard_corrupt=discard_corrupt)
         if cached is not None:
             results[index] = cached
         else:
@@ -637,25 +821,47 @@ def train_members(
             if len(group) > 1:
                 indices = [pending[i] for i in group]
                 group_members = [members[i] for i in indices]
-                outcomes = train_ensemble(group_members, out=out, quiet=quiet, dataset=data_for(group_members[0]))
+                outcomes = train_ensemble(
+                    group_members,
+                    out=out,
+                    quiet=quiet,
+                    dataset=data_for(group_members[0]),
+                    resume=resume,
+                    discard_corrupt=discard_corrupt,
+                )
                 results.update(zip(indices, outcomes, strict=True))
     for index in pending:
         if index not in results:
             member = members[index]
-            results[index] = train_run(member, out=out, resume=resume, quiet=quiet, dataset=data_for(member))
+            results[index] = train_run(
+                member, out=out, resume=resume, quiet=quiet, dataset=data_for(member), discard_corrupt=discard_corrupt
+            )
     return [results[i] for i in range(len(members))]
 
 
 def load_run_model(path: str | Path, device: str = "cpu") -> tuple[RunConfig, nn.Module, Dataset]:
     """Config, model (parameters of the checkpoint) and data of a run folder or of its ``checkpoint.pt``.
 
-    For diagnostics at a checkpoint (:mod:`empirical.diagnostics`).
+    For diagnostics at a checkpoint (:mod:`empirical.diagnostics`).  The checkpoint is read with
+    ``weights_only=True`` and its digest checked; the final checkpoint of a finished run is also checked against
+    its record (:func:`load_final_checkpoint`).
     """
     path = Path(path)
     checkpoint = path / CHECKPOINT_NAME if path.is_dir() else path
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    folder = checkpoint.parent
+    store = ResultStore(folder.parent)
+    record = (
+        store.load(folder.name)
+        if checkpoint.name == CHECKPOINT_NAME and (folder / store.record_name).exists()
+        else None
+    )
+    if record is not None and CHECKPOINT_NAME in record.files:
+        result = RunResult(record.key, "", record.status, record.metrics, record.curves, folder)
+        state = load_final_checkpoint(store, result)
+    else:
+        state = read_checkpoint(checkpoint)
     config = RunConfig.from_identity(state["config"])
     torch_device = resolve_device(device)
     config = dataclasses.replace(config, device=device)

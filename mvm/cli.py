@@ -10,8 +10,9 @@ Subcommands exist only once they do real work:
 
 Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survived, or a run did not complete),
 2 usage or input error, 3 filesystem error (the message names the path).
-* ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--out DIR] [--quiet]`` runs one
-  experiment (:func:`empirical.train.run_experiment`).
+* ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--recompute] [--out DIR] [--quiet]`` runs one
+  experiment (:func:`empirical.train.run_experiment`); a damaged stored entry is exit 3 with a message naming its
+  folder, and ``--recompute`` discards the config's entries and trains again.
 * ``mvm figures [--quick] [--only ID ...] [--out DIR] [--device cpu|cuda] [--data NAME=PATH]`` builds the
   figures and tables (:func:`paper_figures.build_figures`): PNG, PDF and ``manifest.json``.
 """
@@ -121,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="override the config's device: cpu, cuda or cuda:N")
     train.add_argument("--seed", type=int, help="override the config's seed")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    train.add_argument(
+        "--recompute", action="store_true", help="discard this config's stored entries (even damaged ones) and retrain"
+    )
     train.add_argument("--out", default="runs", help="results folder (default: runs)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -256,16 +260,40 @@ def _train(args: argparse.Namespace) -> int:
     from empirical.train import run_experiment
 
     results = run_experiment(
-        args.config, device=args.device, seed=args.seed, resume=args.resume, out=args.out, quiet=args.quiet
+        args.config,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        out=args.out,
+        quiet=args.quiet,
+        recompute=args.recompute,
     )
     for result in results:
-        metrics = result.metrics
-        note = " (cached)" if result.cached else ""
-        print(
-            f"{result.name}: {result.status}{note}; test accuracy {metrics['final_test_acc']}, "
-            f"train loss {metrics['final_train_loss']}, eta {metrics['effective_lr']} -> {result.path}"
-        )
+        print(_run_line(result))
     return 0 if all(r.status == "completed" for r in results) else 1
+
+
+def _run_line(result) -> str:
+    """One line per run: final metrics when it completed, the step and the labelled last finite ones when not."""
+    metrics = result.metrics
+    note = " (cached)" if result.cached else ""
+    if result.status == "diverged":
+        last = metrics.get("last_finite") or {}
+        finite = (
+            f"last finite metrics (step {last['step']}): test accuracy {last['test_acc']}, "
+            f"train loss {last['train_loss']}"
+            if last
+            else "no finite metrics"
+        )
+        return (
+            f"{result.name}: diverged at step {metrics['diverged_at_step']} of {metrics['steps_total']}{note}; "
+            f"{finite}; eta {metrics['effective_lr']} -> {result.path}"
+        )
+    line = (
+        f"{result.name}: {result.status}{note}; test accuracy {metrics['final_test_acc']}, "
+        f"train loss {metrics['final_train_loss']}, eta {metrics['effective_lr']} -> {result.path}"
+    )
+    return line + (f"\n    warning: {metrics['warning']}" if metrics.get("warning") else "")
 
 
 def _bounds(args: argparse.Namespace) -> int:
@@ -341,8 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mvm figures: error: {exc}", file=sys.stderr)
             return 2
     if args.command == "train":
+        from empirical.records import CorruptRecordError
+
         try:
             return _train(args)
+        except CorruptRecordError as exc:  # stored data on disk, not the user's input: exit 3, the message names it
+            print(f"mvm train: error: {exc}; run again with --recompute to discard it and train again", file=sys.stderr)
+            return 3
         except (ValueError, FileNotFoundError) as exc:
             print(f"mvm train: error: {exc}", file=sys.stderr)
             return 2

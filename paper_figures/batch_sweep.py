@@ -37,18 +37,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from empirical.config import RunConfig, TrainConfig
 from empirical.data import fixed_subset, load_dataset
 from empirical.models import build_model
-from empirical.train import CHECKPOINT_NAME, RunResult, evaluate, resolve_device
+from empirical.records import CorruptRecordError, ResultStore
+from empirical.train import RunResult, evaluate, load_final_checkpoint, resolve_device
 from paper_figures.image_experiments import (
     OPTIMIZER_LABELS,
     describe_setup,
@@ -60,7 +61,7 @@ from paper_figures.image_experiments import (
     runs_over_seeds,
 )
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
-from paper_figures.runs import train_figure_runs
+from paper_figures.runs import discard_corrupt_entries, train_figure_runs
 from paper_figures.stats import mean_interval, paired_difference_interval
 from paper_figures.style import FULL_WIDTH, OPTIMIZER_COLORS, new_figure, save_figure
 
@@ -276,9 +277,15 @@ def held_out_split(settings: Mapping[str, Any], train: Any) -> Any:
 
 
 def _held_out_accuracies(
-    settings: Mapping[str, Any], members: Sequence[RunConfig], results: Sequence[RunResult]
+    settings: Mapping[str, Any], members: Sequence[RunConfig], results: Sequence[RunResult], store: ResultStore
 ) -> list[float | None]:
-    """Accuracy of each completed run's final parameters on the held-out split (``None`` if it diverged)."""
+    """Accuracy of each completed run's final parameters on the held-out split (``None`` if it diverged).
+
+    The parameters come from the run's final checkpoint, read once, checked against the SHA-256 its record holds
+    and against its own digest, with ``weights_only=True`` (:func:`empirical.train.load_final_checkpoint`); the
+    accuracies then live in the figure record, under its digest.  A damaged checkpoint is a
+    :class:`empirical.records.CorruptRecordError`.
+    """
     data = settings["data"]
     dataset = load_dataset(data["name"], **data["options"])
     device = resolve_device(settings["device"])
@@ -288,13 +295,9 @@ def _held_out_accuracies(
         if result.status != "completed":
             accuracies.append(None)
             continue
-        checkpoint = result.path / CHECKPOINT_NAME
-        if not checkpoint.is_file():
-            raise FileNotFoundError(
-                f"{checkpoint} (final parameters of {member.name}) is missing: delete {result.path} to retrain it"
-            )
+        state = load_final_checkpoint(store, result, map_location=device)
         model = build_model(member.model.name, dataset, member.seed, **member.model.options).to(device)
-        model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=False)["model"])
+        model.load_state_dict(state["model"])
         accuracies.append(evaluate(model, held_out, member.train.eval_batch_size, device)[1])
     return accuracies
 
@@ -302,7 +305,16 @@ def _held_out_accuracies(
 def _compute(settings: Mapping[str, Any], context: FigureContext) -> Computed:
     members = batch_sweep_members(settings)
     results = train_figure_runs(members, context)
-    held_out = _held_out_accuracies(settings, members, results) if settings["held_out"] else [None] * len(members)
+    held_out = [None] * len(members)
+    if settings["held_out"]:
+        store = ResultStore(context.runs_dir)
+        try:
+            held_out = _held_out_accuracies(settings, members, results, store)
+        except CorruptRecordError as exc:  # a final checkpoint changed since its record: retrain, said on screen
+            print(f"cache: {exc}; discarding the damaged runs and retraining them", file=sys.stderr, flush=True)
+            discard_corrupt_entries(store, [result.key for result in results])
+            results = train_figure_runs(members, context)
+            held_out = _held_out_accuracies(settings, members, results, store)
     runs = [
         SweepRun(
             batch_size=m.train.batch_size,

@@ -4,7 +4,10 @@ Each figure's computed data is a record of the figure store (``CACHE/figures``),
 its version and its settings; empirical figures' training runs are records of the run store
 (``CACHE/runs``), keyed by run config, shared between figures.  A figure record names the SHA-256 of
 every run record it was computed from, so a cached figure is reused only while all of them are intact;
-a corrupted or partial entry of either store is detected, discarded and recomputed, never plotted.
+a corrupted or partial entry of either store is detected, discarded and recomputed (said on stderr), never
+plotted: each record's digest covers its values and every file it stands for (:mod:`empirical.records`).  A
+figure is computed holding its entry's lock, so two builds on one cache never compute it twice: the second waits
+and reuses the first one's record.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from empirical.records import Record, ResultStore, atomic_write_bytes, config_key, environment_info
+from empirical.records import CorruptRecordError, Record, ResultStore, atomic_write_bytes, config_key, environment_info
 from paper_figures.registry import Computed, FigureContext, FigureSpec, default_figures, get_figure, plain
 from paper_figures.runs import discard_corrupt_entries, record_digest
 from paper_figures.style import figure_style
@@ -73,17 +76,32 @@ def _log(context: FigureContext, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _cached(store: ResultStore, key_config: dict[str, Any], runs: ResultStore, context: FigureContext) -> Record | None:
-    """The figure's record if it is intact and every run record it was computed from is unchanged."""
+def _say(message: str) -> None:
+    """Always on screen: a cached result is not used (integrity is never silent)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _cached(store: ResultStore, key_config: dict[str, Any], runs: ResultStore) -> Record | None:
+    """The figure's record if it is intact and every run record it was computed from is unchanged.
+
+    The caller holds the figure's lock.  Run entries are only checked here; a damaged one is discarded and
+    retrained under its own lock when the figure is computed again.
+    """
     discard_corrupt_entries(store, [key_config])
     record = store.load(key_config)
     if record is None or record.status != "completed":
         return None
-    for run in record.info.get("runs", []):
-        intact = not discard_corrupt_entries(runs, [run["key"]])
-        if not intact or record_digest(runs, run["key"]) != run["sha256"]:
-            _log(context, f"{key_config['figure']}: run record {run['key']} changed or is missing; recomputing")
-            return None
+    figure = key_config["figure"]
+    try:
+        if not isinstance(record.metrics.get("data"), dict):
+            raise CorruptRecordError(f"{record.path}: no figure data")
+        for run in record.info.get("runs", []):
+            if runs.load(run["key"]) is None or record_digest(runs, run["key"]) != run["sha256"]:
+                _say(f"{figure}: run record {run['key']} changed or is missing; recomputing the figure")
+                return None
+    except (CorruptRecordError, KeyError, TypeError) as exc:
+        _say(f"{figure}: cached data refers to a damaged entry ({exc}); recomputing the figure")
+        return None
     return record
 
 
@@ -93,36 +111,50 @@ def _compute(spec: FigureSpec, settings: dict[str, Any], context: FigureContext)
     return computed, time.perf_counter() - started
 
 
+def _cached_or_computed(
+    spec: FigureSpec,
+    settings: dict[str, Any],
+    key_config: dict[str, Any],
+    store: ResultStore,
+    runs: ResultStore,
+    context: FigureContext,
+    recompute: bool,
+) -> tuple[Record, bool]:
+    """The figure's intact cached record, else a new one computed now (the caller holds the figure's lock)."""
+    record = None if recompute else _cached(store, key_config, runs)
+    if record is not None:
+        _log(context, f"{spec.figure_id}: cached data (computed in {record.info.get('wall_time_s', 0):.1f} s)")
+        return record, False
+    _log(context, f"{spec.figure_id}: computing ({context.scale} scale)")
+    computed, compute_wall = _compute(spec, settings, context)
+    run_keys = [config_key(identity) for identity in computed.runs]
+    run_records = []
+    for key in run_keys:
+        digest = record_digest(runs, key)
+        if digest is None:
+            raise RuntimeError(f"{spec.figure_id}: compute named run {key} but the run store has no record of it")
+        run_records.append({"key": key, "sha256": digest})
+    record = store.save(
+        key_config,
+        status="completed",
+        metrics={"data": plain(computed.data)},
+        info={
+            "runs": run_records,
+            "run_configs": plain(list(computed.runs)),
+            "seeds": sorted(set(computed.seeds)),
+            "wall_time_s": compute_wall,
+        },
+    )
+    return record, True
+
+
 def _build_one(spec: FigureSpec, context: FigureContext, out: Path, recompute: bool) -> FigureOutcome:
     started = time.perf_counter()
     store, runs = ResultStore(context.figures_dir), ResultStore(context.runs_dir)
     settings = plain(spec.settings(context))
     key_config = figure_cache_key(spec, settings)
-    record = None if recompute else _cached(store, key_config, runs, context)
-    computed_now = record is None
-    if record is None:
-        _log(context, f"{spec.figure_id}: computing ({context.scale} scale)")
-        computed, compute_wall = _compute(spec, settings, context)
-        run_keys = [config_key(identity) for identity in computed.runs]
-        run_records = []
-        for key in run_keys:
-            digest = record_digest(runs, key)
-            if digest is None:
-                raise RuntimeError(f"{spec.figure_id}: compute named run {key} but the run store has no record of it")
-            run_records.append({"key": key, "sha256": digest})
-        record = store.save(
-            key_config,
-            status="completed",
-            metrics={"data": plain(computed.data)},
-            info={
-                "runs": run_records,
-                "run_configs": plain(list(computed.runs)),
-                "seeds": sorted(set(computed.seeds)),
-                "wall_time_s": compute_wall,
-            },
-        )
-    else:
-        _log(context, f"{spec.figure_id}: cached data (computed in {record.info.get('wall_time_s', 0):.1f} s)")
+    with store.lock(key_config):
+        record, computed_now = _cached_or_computed(spec, settings, key_config, store, runs, context, recompute)
     data = record.metrics["data"]
     plot_started = time.perf_counter()
     with figure_style():

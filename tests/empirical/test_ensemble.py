@@ -30,7 +30,7 @@ def _grid(**extra: dict) -> dict:
 
 
 def _params(folder: Path) -> torch.Tensor:
-    state = torch.load(folder / CHECKPOINT_NAME, weights_only=False)["model"]
+    state = torch.load(folder / CHECKPOINT_NAME, weights_only=True)["model"]
     return torch.cat([v.flatten() for v in state.values()])
 
 
