@@ -256,14 +256,15 @@ class ResultStore:
 
         Producers check for a finished entry and compute it under this lock, so two processes never compute one
         entry twice: the second waits, then finds the first one's record.  The lock is re-entrant within a
-        process (a lock already held by this process is not taken again) and released by the OS if the holder
-        dies.  The lock files live outside the entry folders, so discarding an entry does not disturb its lock.
+        thread (a lock this thread holds is not taken again; other threads wait like other processes) and released
+        by the OS if the holder dies.  The lock files live outside the entry folders, so discarding an entry does
+        not disturb its lock.
         """
         key = self.entry_dir(config_or_key).name
         path = (self.root / _LOCKS_FOLDER / f"{key}.lock").resolve()
-        with _HELD_LOCKS_GUARD:
-            held = _HELD_LOCKS.get(path, 0)
-            _HELD_LOCKS[path] = held + 1
+        held_here = _held_locks()
+        held = held_here.get(path, 0)
+        held_here[path] = held + 1
         try:
             if held:
                 yield
@@ -276,10 +277,9 @@ class ResultStore:
                 finally:
                     fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         finally:
-            with _HELD_LOCKS_GUARD:
-                _HELD_LOCKS[path] -= 1
-                if not _HELD_LOCKS[path]:
-                    del _HELD_LOCKS[path]
+            held_here[path] -= 1
+            if not held_here[path]:
+                del held_here[path]
 
     def discard(self, config_or_key: Mapping[str, Any] | str) -> bool:
         """Delete the entry's folder (record, curves, checkpoints); whether there was one.  Hold its lock."""
@@ -460,8 +460,14 @@ class ResultStore:
         )
 
 
-_HELD_LOCKS: dict[Path, int] = {}
-_HELD_LOCKS_GUARD = threading.Lock()
+_THREAD_STATE = threading.local()
+
+
+def _held_locks() -> dict[Path, int]:
+    """This thread's entry locks and how deeply each is held (for re-entrance)."""
+    if not hasattr(_THREAD_STATE, "held"):
+        _THREAD_STATE.held = {}
+    return _THREAD_STATE.held
 
 
 def _finite_or_null(value: Any) -> Any:
