@@ -34,7 +34,10 @@ from empirical.train import _Run, load_final_checkpoint, load_run_model, prepare
 from mvm.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning"),  # the planted files' protocol
+]
 
 
 def _document(steps: int = 40, **sections: dict) -> dict:
