@@ -368,6 +368,12 @@ _CIFAR_HINT = (
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch (a dict with ``data`` and ``labels``).
+
+    The official distribution is a Python pickle, and unpickling can run code: this reads only the folder the
+    user names as ``data.root`` on their own disk, a format they choose to load (DESIGN.md 4).  Nothing the
+    package writes or caches (records, checkpoints) is ever read with pickle (:mod:`empirical.checkpoints`).
+    """
     with open(path, "rb") as handle:
         entry = pickle.load(handle, encoding="bytes")
     data = entry.get(b"data", entry.get("data"))
