@@ -263,13 +263,15 @@ def train_ensemble(
     dataset: Dataset | None = None,
     resume: bool = False,
     discard_corrupt: bool = False,
+    recompute: bool = False,
 ) -> list[RunResult]:
     """Train ``members`` together and write one record per member (the key of its separate run).
 
     Members must form one group of :func:`vectorizable_groups`; finished records are returned as they are
     (and the rest trained).  ``dataset`` may pass data already prepared for the members.  ``resume``
     continues a killed ensemble from its checkpoint (without it, a checkpoint left by a killed ensemble is an
-    error); ``discard_corrupt``: see :func:`empirical.train.claim_entry`.
+    error); ``recompute`` discards the members' entries and the group's checkpoint first; ``discard_corrupt``: see
+    :func:`empirical.train.claim_entry`.
     """
     members = list(members)
     if not members:
@@ -285,7 +287,10 @@ def train_ensemble(
     with contextlib.ExitStack() as locks:
         for key in sorted({store.key(m.identity()) for m in members}):  # one global order: no deadlock
             locks.enter_context(store.lock(key))
-        done = {i: claim_entry(store, m, discard_corrupt=discard_corrupt) for i, m in enumerate(members)}
+        done = {
+            i: claim_entry(store, m, recompute=recompute, discard_corrupt=discard_corrupt)
+            for i, m in enumerate(members)
+        }
         todo = [i for i, result in done.items() if result is None]
         if todo:
             device = resolve_device(members[0].device)
@@ -295,6 +300,8 @@ def train_ensemble(
             todo_members = [members[i] for i in todo]
             group = ensemble_checkpoint_identity(todo_members)
             locks.enter_context(store.lock(group))
+            if recompute:
+                store.discard(group)
             trained = _train(todo_members, data, device, store, quiet, store.entry_dir(group), resume)
             store.discard(group)  # every member's record is written: the group checkpoint has served
             done.update(zip(todo, trained, strict=True))

@@ -342,6 +342,8 @@ class ResultStore:
         folder = self.entry_dir(config_or_key)
         key = folder.name
         record_path = folder / self.record_name
+        if folder.is_symlink():
+            raise CorruptRecordError(f"{folder}: a symbolic link out of the store, not an entry folder")
         if not record_path.exists():
             if (folder / self.curves_name).exists():
                 raise CorruptRecordError(f"{folder}: curves without a record (a partial entry)")

@@ -828,6 +828,7 @@ def train_members(
                     dataset=data_for(group_members[0]),
                     resume=resume,
                     discard_corrupt=discard_corrupt,
+                    recompute=recompute,
                 )
                 results.update(zip(indices, outcomes, strict=True))
     for index in pending:

@@ -288,6 +288,18 @@ def test_a_killed_ensemble_resumes_bit_identically(tmp_path: Path) -> None:
         assert torch.equal(_params(ours), _params(read_checkpoint(result.path / CHECKPOINT_NAME)))
 
 
+def test_recompute_also_discards_a_killed_ensembles_checkpoint(tmp_path: Path) -> None:
+    """Wrong behaviour caught: ``--recompute`` on a grid whose ensemble was killed stopped at "pass --resume"."""
+    path = _toml(tmp_path, _ensemble_document(steps=40))
+    group = ResultStore(tmp_path / "runs").entry_dir(ensemble_checkpoint_identity(expand_grid(load_config(path))))
+    group.mkdir(parents=True)
+    (group / CHECKPOINT_NAME).write_bytes(b"left by a killed ensemble")
+    with pytest.raises(ValueError, match="pass --resume"):
+        run_experiment(path, out=tmp_path / "runs", quiet=True)
+    results = run_experiment(path, out=tmp_path / "runs", quiet=True, recompute=True)
+    assert [r.status for r in results] == ["completed"] * 4 and not group.exists()
+
+
 _TRAIN_COUNTING = """
 import json, os, sys, time
 import torch

@@ -138,6 +138,16 @@ def test_a_file_name_from_a_record_must_stay_in_its_folder(tmp_path: Path, name:
     assert not any(path.resolve() == outside.resolve() or "hostname" in str(path) for path in opened)
 
 
+def test_an_entry_folder_that_links_out_of_the_store_is_refused(tmp_path: Path) -> None:
+    """Wrong behaviour caught: an entry folder replaced by a symbolic link made the reader use files elsewhere."""
+    elsewhere = _save(ResultStore(tmp_path / "elsewhere")).path
+    store = ResultStore(tmp_path / "store")
+    store.root.mkdir()
+    store.entry_dir(CONFIG).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(CorruptRecordError, match="a symbolic link out of the store"):
+        store.load(CONFIG)
+
+
 def test_keys_that_are_not_store_keys_never_name_a_folder(tmp_path: Path) -> None:
     """Wrong behaviour caught: a key read from a record ('../x', an absolute path) joined onto the store root."""
     store = ResultStore(tmp_path / "store")

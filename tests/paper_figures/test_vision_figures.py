@@ -13,6 +13,7 @@ import torch
 
 import empirical.ensemble
 import empirical.train
+from empirical.checkpoints import CHECKPOINT_NAME
 from empirical.data import load_dataset
 from empirical.records import ResultStore, config_key
 from empirical.train import prepare_dataset
@@ -119,6 +120,27 @@ def test_a_corrupted_run_record_is_recomputed_not_plotted(
     assert {k: v for k, v in after.items() if k != key} == {k: v for k, v in before.items() if k != key}
     listed = {r["key"]: r["sha256"] for r in outcome.records if r["store"] == "runs"}
     assert listed[key] == hashlib.sha256(record.read_bytes()).hexdigest()
+
+
+def test_held_out_accuracies_come_only_from_checkpoints_under_a_digest(
+    built: Path, tmp_path: Path, figure_data: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Wrong behaviour caught: fig1's held-out accuracies came from checkpoint.pt, which no digest covered, so a
+    replaced checkpoint (here another run's, well formed) changed the chosen learning rates silently."""
+    root = _copy(built, tmp_path)
+    store = ResultStore(root / "cache" / "runs")
+    with_checkpoints = [k for k in sorted(_expected_keys("fig1_batch_sweep", figure_data))
+                        if (store.entry_dir(k) / CHECKPOINT_NAME).exists()]  # fmt: skip
+    victim, donor = with_checkpoints[:2]
+    shutil.copy(store.entry_dir(donor) / CHECKPOINT_NAME, store.entry_dir(victim) / CHECKPOINT_NAME)
+    (outcome,) = build_figures(
+        ["fig1_batch_sweep"], scale="tiny", cache_dir=root / "cache", out=root / "out", data=figure_data, progress=False
+    )
+    manifest = json.loads((built / "out" / "manifest.json").read_text())
+    original = next(entry for entry in manifest["figures"] if entry["id"] == "fig1_batch_sweep")
+    assert outcome.computed and outcome.summary == original["summary"]  # the run was retrained, not misread
+    assert "checkpoint.pt: contents differ from the record's SHA-256" in capsys.readouterr().err
+    assert store.load(victim).status == "completed"
 
 
 def test_a_killed_build_keeps_the_finished_ensembles(
