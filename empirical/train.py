@@ -674,6 +674,7 @@ def train_run(
     dataset: Dataset | None = None,
     recompute: bool = False,
     discard_corrupt: bool = False,
+    final_checkpoint: bool = True,
 ) -> RunResult:
     """Train one run (no grid) and write its record under ``out``; a finished record is returned as is.
 
@@ -681,6 +682,8 @@ def train_run(
     checkpoint of an unfinished run is an error (so a killed run is never silently restarted).
     ``dataset`` may pass data already prepared with :func:`prepare_dataset` for this config.
     ``recompute`` and ``discard_corrupt``: see :func:`claim_entry`.  The whole call holds the entry's lock.
+    ``final_checkpoint=False`` keeps no checkpoint once the run is finished (for runs whose final parameters
+    nobody reads again, such as the fine-tuning table's: 7 MB each).
     """
     if config.grid:
         raise ValueError("train_run takes one run; use run_experiment for a config with a [grid]")
@@ -689,11 +692,16 @@ def train_run(
         cached = claim_entry(store, config, recompute=recompute, discard_corrupt=discard_corrupt)
         if cached is not None:
             return cached
-        return _train_run_locked(config, store, resume, quiet, dataset)
+        return _train_run_locked(config, store, resume, quiet, dataset, final_checkpoint)
 
 
 def _train_run_locked(
-    config: RunConfig, store: ResultStore, resume: bool, quiet: bool, dataset: Dataset | None
+    config: RunConfig,
+    store: ResultStore,
+    resume: bool,
+    quiet: bool,
+    dataset: Dataset | None,
+    final_checkpoint: bool = True,
 ) -> RunResult:
     device = resolve_device(config.device)
     folder = store.entry_dir(config.identity())
@@ -708,8 +716,10 @@ def _train_run_locked(
         run.load_checkpoint(folder)
     diverged_at = run.train(checkpoint if run.checkpoint_every else None)
     status = "completed" if diverged_at is None else "diverged"
-    if status == "completed":
+    if status == "completed" and final_checkpoint:
         run.save_checkpoint(checkpoint)  # the final parameters, for diagnostics at the end of training
+    elif not final_checkpoint:
+        checkpoint.unlink(missing_ok=True)
     return finish_entry(
         store,
         config,
@@ -776,10 +786,12 @@ def train_members(
     vectorize: bool = True,
     recompute: bool = False,
     discard_corrupt: bool = False,
+    final_checkpoints: bool = True,
 ) -> list[RunResult]:
     """Train a list of runs (finished records reused), results in the order of ``members``.
 
     ``recompute`` and ``discard_corrupt``: see :func:`claim_entry` (a damaged entry raises without them).
+    ``final_checkpoints=False``: runs trained one by one keep no checkpoint once finished (see :func:`train_run`).
 
     With ``vectorize`` the unfinished members that differ only in learning rate, momentum, weight decay,
     SGD/normalized SGDM or seed train together as one ``torch.func`` ensemble
@@ -835,7 +847,13 @@ def train_members(
         if index not in results:
             member = members[index]
             results[index] = train_run(
-                member, out=out, resume=resume, quiet=quiet, dataset=data_for(member), discard_corrupt=discard_corrupt
+                member,
+                out=out,
+                resume=resume,
+                quiet=quiet,
+                dataset=data_for(member),
+                discard_corrupt=discard_corrupt,
+                final_checkpoint=final_checkpoints,
             )
     return [results[i] for i in range(len(members))]
 

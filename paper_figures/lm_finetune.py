@@ -356,7 +356,7 @@ def _summary(data: Mapping[str, Any]) -> dict[str, Any]:
 def _compute(settings: Mapping[str, Any], context: FigureContext) -> Computed:
     members = lm_finetune_members(settings)
     with _torch_threads(settings["torch_threads"]):
-        results = train_figure_runs(members, context)
+        results = train_figure_runs(members, context, final_checkpoints=False)  # the table reads no parameters
     train = settings["train"]
     data: dict[str, Any] = {
         "tasks": lm_finetune_table_data(settings, members, results, ResultStore(context.runs_dir)),

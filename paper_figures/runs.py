@@ -45,11 +45,14 @@ def record_digest(store: ResultStore, key: str) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def train_figure_runs(members: Sequence[RunConfig], context: FigureContext) -> list[RunResult]:
+def train_figure_runs(
+    members: Sequence[RunConfig], context: FigureContext, final_checkpoints: bool = True
+) -> list[RunResult]:
     """Train (or reuse) ``members`` in the context's run store, vectorised where possible, resuming killed runs.
 
     Damaged entries are discarded (said on stderr) and retrained; checkpoints are read with ``weights_only=True``
-    and a bad one is set aside, so nothing in the cache can run code.
+    and a bad one is set aside, so nothing in the cache can run code.  ``final_checkpoints=False`` keeps no
+    checkpoint of a finished run trained alone (a figure that never reads its final parameters).
     """
     return train_members(
         members,
@@ -58,4 +61,5 @@ def train_figure_runs(members: Sequence[RunConfig], context: FigureContext) -> l
         quiet=not context.progress,
         vectorize=True,
         discard_corrupt=True,
+        final_checkpoints=final_checkpoints,
     )
