@@ -130,7 +130,7 @@ def batch_sweep_settings(context: FigureContext) -> dict[str, Any]:
             "eval_train_samples": 256 if tiny else 2048,
             "eval_test_samples": 0,
             "eval_batch_size": 1000,
-            "checkpoint_every": 0,
+            "checkpoint_every": 0 if tiny else 1,  # epochs: a killed quick ensemble resumes, losing < 1 epoch
             "log_every": 50,
         },
         "device": context.device,
