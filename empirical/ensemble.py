@@ -220,7 +220,8 @@ class _Ensemble:
 
     def check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
         """Raise :class:`CorruptCheckpointError` unless ``state`` is a checkpoint of this very ensemble."""
-        if not {"config", "params", "momenta", "progress"} <= set(state):
+        types = {"config": dict, "params": list, "momenta": list, "progress": dict}
+        if any(not isinstance(state.get(name), kind) for name, kind in types.items()):
             raise CorruptCheckpointError(f"{path}: lacks the fields of an ensemble checkpoint")
         if state["config"] != ensemble_checkpoint_identity(self.members):
             raise CorruptCheckpointError(f"{path}: holds another ensemble than its folder's")
@@ -231,7 +232,18 @@ class _Ensemble:
         progress = state["progress"]
         if not isinstance(progress, dict) or set(progress) != set(_PROGRESS_FIELDS):
             raise CorruptCheckpointError(f"{path}: its progress fields differ from this version's")
-        if not 0 < progress["step"] <= self.steps:
+        count = len(self.members)
+        sized = all(
+            isinstance(progress[name], list) and len(progress[name]) == count for name in ("curves", "diverged")
+        )
+        sums = all(
+            isinstance(progress[name], torch.Tensor) and tuple(progress[name].shape) == (count,)
+            for name in ("window_sum", "sde_time")
+        )
+        if not (sized and sums):
+            raise CorruptCheckpointError(f"{path}: its progress does not fit {count} members")
+        step = progress["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 < step <= self.steps:
             raise CorruptCheckpointError(f"{path}: step {progress['step']} outside 1..{self.steps}")
 
     def restore(self, state: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ from torch import nn
 
 from empirical.checkpoints import (
     CHECKPOINT_NAME,
+    PREVIOUS_CHECKPOINT_NAME,
     CorruptCheckpointError,
     load_latest_checkpoint,
     read_checkpoint,
@@ -308,9 +309,10 @@ class _Run:
 
     def _check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
         """Raise :class:`CorruptCheckpointError` unless ``state`` fits this run (fields, config, shapes)."""
-        fields = {"config", "model", "optimizer", "samplers", "progress"}
-        if not fields <= set(state) or not isinstance(state["progress"], dict):
-            raise CorruptCheckpointError(f"{path}: lacks the fields {sorted(fields - set(state))}")
+        types = {"config": dict, "model": dict, "optimizer": dict, "samplers": list, "progress": dict}
+        wrong = sorted(name for name, kind in types.items() if not isinstance(state.get(name), kind))
+        if wrong:
+            raise CorruptCheckpointError(f"{path}: lacks the fields {wrong} (or they have the wrong type)")
         if state["config"] != self.config.identity():
             raise CorruptCheckpointError(f"{path}: holds another config than its folder's")
         if set(state["progress"]) != {f.name for f in dataclasses.fields(_Progress)}:
@@ -319,7 +321,8 @@ class _Run:
         found = {name: tuple(getattr(t, "shape", ())) for name, t in state["model"].items()}
         if found != expected:
             raise CorruptCheckpointError(f"{path}: its parameters do not fit this run's model")
-        if not 0 <= state["progress"]["step"] <= self.steps:
+        step = state["progress"]["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= self.steps:
             raise CorruptCheckpointError(f"{path}: step {state['progress']['step']} outside 0..{self.steps}")
         if state["samplers"] != [sampler.state_dict() for sampler in self.samplers]:
             raise ValueError(f"{path}: its data order differs from this run's (dataset size or batch size changed)")
@@ -706,7 +709,7 @@ def _train_run_locked(
     device = resolve_device(config.device)
     folder = store.entry_dir(config.identity())
     checkpoint = folder / CHECKPOINT_NAME
-    if not resume and any((folder / name).exists() for name in (CHECKPOINT_NAME, "checkpoint.previous.pt")):
+    if not resume and any((folder / name).exists() for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME)):
         raise ValueError(
             f"{checkpoint} holds an unfinished run of this config: pass --resume to continue it, "
             "or --recompute to start over"

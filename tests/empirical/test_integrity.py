@@ -300,8 +300,8 @@ def test_recompute_also_discards_a_killed_ensembles_checkpoint(tmp_path: Path) -
     assert [r.status for r in results] == ["completed"] * 4 and not group.exists()
 
 
-_TRAIN_COUNTING = """
-import json, os, sys, time
+_TRAIN_HOLDING_THE_LOCK = """
+import json, sys, time
 import torch
 import empirical.train as train
 from empirical.config import config_from_dict
@@ -311,25 +311,43 @@ document, out, log = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 original = train._train_run_locked
 
 
-def counting(*args, **kwargs):
+def announced(*args, **kwargs):
     with open(log, "a") as handle:
-        handle.write(f"{os.getpid()}\\n")
-    time.sleep(2.0)  # hold the lock long enough for the other process to arrive
+        handle.write("child trains\\n")
+    time.sleep(2.0)  # hold the lock while the other process arrives
     return original(*args, **kwargs)
 
 
-train._train_run_locked = counting
+train._train_run_locked = announced
 train.train_run(config_from_dict(document), out=out, quiet=True)
 """
 
 
-def test_two_processes_never_train_one_run_twice(tmp_path: Path) -> None:
-    """Wrong behaviour caught: two builds on one store trained the same entry twice (no lock)."""
+def test_two_processes_never_train_one_run_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrong behaviour caught: two builds on one store trained the same entry twice (no lock).
+
+    A child process takes the entry's lock and trains; this process asks for the same run meanwhile and must wait
+    for the child's record instead of training it again.
+    """
+    import empirical.train
+
     log = tmp_path / "log"
     document = _document(steps=100, train={"eval_every": 50})
-    command = [sys.executable, "-c", _TRAIN_COUNTING, json.dumps(document), str(tmp_path / "runs"), str(log)]
+    command = [sys.executable, "-c", _TRAIN_HOLDING_THE_LOCK, json.dumps(document), str(tmp_path / "runs"), str(log)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    workers = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE) for _ in range(2)]
-    assert [worker.wait(120) for worker in workers] == [0, 0], [w.stderr.read().decode()[-2000:] for w in workers]
-    assert len(log.read_text().splitlines()) == 1
-    assert ResultStore(tmp_path / "runs").load(config_from_dict(document).identity()).status == "completed"
+    child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not log.exists():
+        assert child.poll() is None, child.stderr.read().decode()[-2000:] if child.stderr else "exited early"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    original = empirical.train._train_run_locked
+
+    def logged(*args, **kwargs):
+        log.write_text(log.read_text() + "parent trains\n")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(empirical.train, "_train_run_locked", logged)
+    result = train_run(config_from_dict(document), out=tmp_path / "runs", quiet=True)
+    assert child.wait(120) == 0
+    assert log.read_text() == "child trains\n" and result.cached and result.status == "completed"
