@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import errno
 import fcntl
 import functools
 import hashlib
@@ -258,7 +259,8 @@ class ResultStore:
         entry twice: the second waits, then finds the first one's record.  The lock is re-entrant within a
         thread (a lock this thread holds is not taken again; other threads wait like other processes) and released
         by the OS if the holder dies.  The lock files live outside the entry folders, so discarding an entry does
-        not disturb its lock.
+        not disturb its lock.  In a store this process cannot write (a read-only cache re-plotted), no lock is
+        taken: nothing can be computed there, so nothing twice.
         """
         key = self.entry_dir(config_or_key).name
         path = (self.root / _LOCKS_FOLDER / f"{key}.lock").resolve()
@@ -269,8 +271,11 @@ class ResultStore:
             if held:
                 yield
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a+b") as handle:
+            handle = _open_lock_file(path)
+            if handle is None:
+                yield
+                return
+            with handle:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
                 try:
                     yield
@@ -460,6 +465,17 @@ class ResultStore:
             path=folder,
             files=dict(document.get("files") or {}),
         )
+
+
+def _open_lock_file(path: Path) -> Any:
+    """The lock file opened for ``flock``, or ``None`` where the store cannot be written (read-only)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a+b")  # closed by the caller's with-block
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return None
+        raise
 
 
 _THREAD_STATE = threading.local()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -200,3 +201,15 @@ def test_two_computations_never_compute_one_entry_twice(tmp_path: Path) -> None:
     assert len(computed) == 1 and ResultStore(tmp_path).load(CONFIG) is not None
     with ResultStore(tmp_path).lock(CONFIG), ResultStore(tmp_path).lock(CONFIG):
         pass  # re-entrant within a thread
+
+
+def test_a_read_only_store_is_read_without_a_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrong behaviour caught: re-plotting from a read-only cache failed because no lock file could be made."""
+    _save(ResultStore(tmp_path))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with ResultStore(tmp_path).lock(CONFIG):
+        assert ResultStore(tmp_path).load(CONFIG) is not None
