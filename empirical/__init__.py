@@ -2,10 +2,11 @@
 
 May import :mod:`theory`; nothing in :mod:`theory` imports this package.  The training stack
 (:mod:`empirical.data`, :mod:`empirical.models`, :mod:`empirical.config`, :mod:`empirical.train`,
-:mod:`empirical.ensemble`, :mod:`empirical.records`, :mod:`empirical.diagnostics`) is imported here so
-that its public names are available as ``empirical.NAME``.
+:mod:`empirical.ensemble`, :mod:`empirical.records`, :mod:`empirical.checkpoints`, :mod:`empirical.diagnostics`)
+is imported here so that its public names are available as ``empirical.NAME``.
 """
 
+from empirical.checkpoints import CorruptCheckpointError, read_checkpoint, write_checkpoint
 from empirical.config import (
     DataConfig,
     ModelConfig,
@@ -54,6 +55,7 @@ from empirical.train import RunResult, load_run_model, resolve_device, run_exper
 __all__ = [
     "DATASETS",
     "MODELS",
+    "CorruptCheckpointError",
     "CorruptRecordError",
     "CurvatureNoiseSplit",
     "DataConfig",
@@ -89,6 +91,7 @@ __all__ = [
     "load_dataset",
     "load_run_model",
     "random_crop_flip",
+    "read_checkpoint",
     "resnet32",
     "resnet50",
     "resolve_device",
@@ -100,4 +103,5 @@ __all__ = [
     "train_ensemble",
     "train_members",
     "train_run",
+    "write_checkpoint",
 ]
