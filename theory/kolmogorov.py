@@ -23,6 +23,7 @@ import scipy.sparse
 from scipy.integrate import solve_ivp
 
 from theory.sde import SDE
+from theory.validation import check_int
 
 __all__ = ["KolmogorovSolution", "kolmogorov_expectation"]
 
@@ -84,8 +85,7 @@ def kolmogorov_expectation(
     x0 = float(x0)
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < x0 < hi):
         raise ValueError(f"domain must be finite and contain x0 = {x0} strictly inside, got {domain}")
-    if isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer)) or n_grid < 9:
-        raise ValueError(f"n_grid must be an integer >= 9, got {n_grid!r}")
+    n_grid = check_int(n_grid, "n_grid", minimum=9)
     dx = (hi - lo) / (n_grid - 1)
     centre = round((x0 - lo) / dx)
     centre = min(max(centre, 2), n_grid - 3)

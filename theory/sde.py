@@ -47,6 +47,7 @@ import sympy as sp
 from theory.params import check_learning_rate
 from theory.problems import Problem, vectorize_expressions
 from theory.svag import check_svag_factor
+from theory.validation import check_positive, check_real
 
 __all__ = [
     "SDE",
@@ -499,10 +500,8 @@ def sgdm_sde(
     * :math:`\alpha>1`: :math:`dX=-M\,dt,\ dM=0` (frozen momentum, THEORY.md 3.6); state :math:`(x,m)`.
     """
     eta_value = check_learning_rate(eta_value, "eta (learning rate)")
-    alpha_value = float(alpha)
-    if not (np.isfinite(alpha_value) and alpha_value >= 0.0):
-        raise ValueError(f"alpha (momentum-scaling index) must be a finite number >= 0, got {alpha!r}")
-    c = check_learning_rate(c, "c (momentum scaling constant)")
+    alpha_value = check_real(alpha, "alpha (momentum-scaling index)", low=0.0)
+    c = check_positive(c, "c (momentum scaling constant)")
     sigma_value = _canonical_sigma(eta_value, sigma_value)
     alpha_sym = sp.nsimplify(alpha_value)
     if alpha_sym < 1:

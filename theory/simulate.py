@@ -36,6 +36,7 @@ import numpy as np
 from theory.params import check_learning_rate, check_momentum
 from theory.problems import Problem
 from theory.svag import svag_coefficients
+from theory.validation import check_int, check_positive
 
 __all__ = [
     "SGD",
@@ -167,7 +168,7 @@ class _OnProblem(Method):
             object.__setattr__(self, "beta", _schedule(self.beta, check_momentum, "beta"))
         object.__setattr__(self, "sigma", _canonical_sigma(self.eta, self.sigma))
         if getattr(self, "time_scale", None) is not None:
-            object.__setattr__(self, "time_scale", check_learning_rate(self.time_scale, "time_scale"))
+            object.__setattr__(self, "time_scale", check_positive(self.time_scale, "time_scale"))
 
     @property
     def name(self) -> str:
@@ -414,9 +415,7 @@ def _initial_points(x0: np.ndarray | Sequence[float] | float, n_paths: int, dim:
 
 
 def _check_count(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
 
 
 def _first_bad(state: np.ndarray, bound: float) -> tuple[int, float] | None:
