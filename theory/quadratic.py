@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg
 
 from theory.params import check_learning_rate, check_momentum
-from theory.validation import as_real_array, check_int, check_positive, check_real
+from theory.validation import as_real_array, check_int, check_positive, check_real, describe
 
 if TYPE_CHECKING:  # theory.forms is SymPy-based; its update rules themselves are plain arithmetic
     from theory.forms import Step
@@ -137,9 +137,9 @@ def _check_method(method: str) -> str:
 
 
 def _check_betas(beta: object) -> np.ndarray:
-    betas = np.asarray(beta, dtype=np.float64)
+    betas = as_real_array(beta, "beta (momentum coefficient)")
     if not np.all((betas >= 0.0) & (betas < 1.0)):
-        raise ValueError(f"beta must lie in [0, 1) (momentum coefficient), got {beta!r}")
+        raise ValueError(f"beta must lie in [0, 1) (momentum coefficient), got {describe(beta)}")
     return betas
 
 

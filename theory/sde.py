@@ -397,10 +397,7 @@ def _substitute(matrix: sp.Matrix, values: dict) -> sp.ImmutableMatrix:
 def _canonical_sigma(eta_value: float, sigma_value: float | None) -> float:
     if sigma_value is None:
         return eta_value**-0.5
-    value = float(sigma_value)
-    if not (np.isfinite(value) and value >= 0.0):
-        raise ValueError(f"sigma (noise scale) must be a finite number >= 0, got {sigma_value!r}")
-    return value
+    return check_real(sigma_value, "sigma (noise scale)", low=0.0)
 
 
 def _vanishes(expr: sp.Expr, tolerance: float = 1e-10) -> bool:

@@ -36,7 +36,7 @@ import numpy as np
 from theory.params import check_learning_rate, check_momentum
 from theory.problems import Problem
 from theory.svag import svag_coefficients
-from theory.validation import check_int, check_positive
+from theory.validation import as_real_array, check_int, check_positive, check_real
 
 __all__ = [
     "SGD",
@@ -120,9 +120,9 @@ class Method(ABC):
 
 
 def _schedule(value: float | Sequence[float] | np.ndarray, check: Callable[[float, str], float], name: str):
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        return check(float(array), name)
+    if np.ndim(value) == 0:  # a number: checked as given, so a bool or a complex is refused, not converted
+        return check(value, name)
+    array = as_real_array(value, name)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"{name} must be a number or a non-empty 1-D schedule, got shape {array.shape}")
     for k, entry in enumerate(array):
@@ -140,10 +140,7 @@ def _canonical_sigma(eta: float | np.ndarray, sigma: float | None) -> float:
     if sigma is None:
         base = eta if isinstance(eta, float) else float(eta[0])
         return base**-0.5
-    value = float(sigma)
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"sigma (noise scale) must be a finite number >= 0, got {sigma!r}")
-    return value
+    return check_real(sigma, "sigma (noise scale)", low=0.0)
 
 
 def _check_problem(problem: Problem) -> Problem:
@@ -505,9 +502,7 @@ def run_lockstep(
     n_periods = _check_count(n_periods, "n_periods", minimum=0)
     n_paths = _check_count(n_paths, "n_paths")
     period_steps = _check_count(period_steps, "period_steps")
-    bound = float(divergence_bound)
-    if not (bound > 0 and math.isfinite(bound)):
-        raise ValueError(f"divergence_bound must be a finite number > 0, got {divergence_bound!r}")
+    bound = check_positive(divergence_bound, "divergence_bound")
     dims = {m.observed_dim for m in methods}
     noise_dims = {m.noise_dim for m in methods}
     if len(dims) != 1 or (shared_noise and len(noise_dims) != 1):

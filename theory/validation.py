@@ -207,6 +207,13 @@ def check_choice(value: Any, name: str, choices: Collection[str]) -> str:
     return value
 
 
+def _holds_bool(value: Any) -> bool:
+    """Whether a (nested) list or tuple holds a bool anywhere."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_bool(item) for item in value)
+
+
 def as_real_array(value: Any, name: str) -> np.ndarray:
     """``value`` as a float64 array, rejecting complex, boolean and non-numeric entries instead of converting them.
 
@@ -214,6 +221,8 @@ def as_real_array(value: Any, name: str) -> np.ndarray:
     ``True`` as 1.0; a matrix of either is a caller's mistake, so it is refused with the parameter's name.
     Finiteness and shape are the caller's to check (they differ per parameter).
     """
+    if _holds_bool(value):  # [0.1, True] would become the float array [0.1, 1.0]
+        raise ParameterTypeError(f"{name} must be an array of real numbers, got boolean entries: {describe(value)}")
     try:
         array = np.asarray(value)
     except (TypeError, ValueError) as exc:  # ragged nested lists
