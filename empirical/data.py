@@ -794,10 +794,8 @@ def fixed_subset(
     looking at the test set).  The chosen examples keep their original relative order.  ``name`` is what
     error messages call ``count``.
     """
-    if isinstance(count, bool) or int(count) != count or count < 1:
-        raise ValueError(f"{name} (subset size) must be a positive integer, got {count!r}")
-    if isinstance(skip, bool) or int(skip) != skip or skip < 0:
-        raise ValueError(f"skip must be a non-negative integer, got {skip!r}")
+    count = check_int(count, name, minimum=1, note="subset size")
+    skip = check_nonnegative_int(skip, "skip")
     if not isinstance(split, TextSplit | TensorSplit):
         raise ValueError(f"a fixed subset needs a held (tensor or text) split, got {type(split).__name__}")
     if skip + count > len(split):

@@ -92,8 +92,7 @@ class SmallCNN(nn.Module):
         self, input_shape: Sequence[int], num_classes: int, width: int = 32, hidden: int = 128, downsample: int = 1
     ) -> None:
         super().__init__()
-        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
-            raise ValueError(f"model.downsample must be an integer >= 1, got {downsample!r}")
+        check_positive_int(downsample, "model.downsample")
         shape = tuple(int(s) for s in input_shape)
         if len(shape) == 1:
             shape = (1, *shape)
@@ -338,12 +337,8 @@ def _transformer_layers(encoder: nn.Module, model_dir: str) -> nn.ModuleList:
 
 def check_top_layers(top_layers: int, num_layers: int) -> int:
     """``top_layers`` as an int in [1, ``num_layers``]; ``ValueError`` naming ``model.train_top_layers`` otherwise."""
-    if isinstance(top_layers, bool) or not isinstance(top_layers, int) or not 1 <= top_layers <= num_layers:
-        raise ValueError(
-            f"model.train_top_layers must be an integer in [1, {num_layers}] (the encoder's layers; 0 trains "
-            f"every layer, embeddings included), got {top_layers!r}"
-        )
-    return top_layers
+    note = "the encoder's layers; 0 trains every layer, embeddings included"
+    return check_int(top_layers, "model.train_top_layers", minimum=1, maximum=num_layers, note=note)
 
 
 class TopLayersClassifier(nn.Module):
