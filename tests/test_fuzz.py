@@ -48,8 +48,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-FUZZ_FACTOR = 4
-EXAMPLES = settings.default.max_examples * FUZZ_FACTOR  # ci profile: 25 * 4 = 100 per test
+FUZZ_FACTOR = 8
+EXAMPLES = settings.default.max_examples * FUZZ_FACTOR  # ci profile: 25 * 8 = 200 per test
 FUZZ = settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 DOCUMENTS = [tomllib.loads(path.read_text()) for path in CONFIGS]
