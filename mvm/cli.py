@@ -19,6 +19,7 @@ Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -352,6 +353,20 @@ def _bounds(args: argparse.Namespace) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+def _print_output(text: str) -> int:
+    """Print ``text`` to stdout: 0, or 3 with one line when stdout cannot be written (a full disk, a closed pipe)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # the reader left (``mvm derive forms | head``): nothing to report
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+    except OSError as exc:
+        print(f"mvm: error: {_os_error_message(exc, '<stdout>')}", file=sys.stderr)
+        return 3
+    return 0
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -370,8 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--order must be an integer in [1, {MAX_SERIES_ORDER}] (derivation time grows steeply with the "
                 f"order), got {options['order']}"
             )
-        print(function(args.latex, **options))
-        return 0
+        return _print_output(function(args.latex, **options))
     if args.command == "verify":
         return _verify(args)
     if args.command in ("figures", "train"):

@@ -3,6 +3,7 @@ before the expensive work; ``--order`` is bounded; a failed report write leaves 
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -118,3 +119,30 @@ def test_a_failed_report_write_leaves_no_temporary_file(tmp_path: Path, monkeypa
     with pytest.raises(OSError, match="No space"):
         write_text("table", tmp_path / "other.md")
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+class _Stdout:
+    """A stdout whose writes fail with ``error``."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def write(self, _text: str) -> int:
+        raise self.error
+
+    def flush(self) -> None:
+        raise self.error
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("no file descriptor")
+
+
+def test_derive_output_that_cannot_be_written_exits_3_and_a_closed_pipe_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(cli.sys, "stdout", _Stdout(OSError(28, "No space left on device")))
+    assert main(["derive", "stability"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "<stdout>: No space left on device" in err
+    monkeypatch.setattr(cli.sys, "stdout", _Stdout(BrokenPipeError(32, "Broken pipe")))
+    assert main(["derive", "stability"]) == 0
