@@ -56,7 +56,10 @@ class ParameterTypeError(TypeError, ValueError):
 
 def describe(value: Any) -> str:
     """``repr`` of ``value`` with its type when the repr hides it (``True`` -> ``True (a bool)``), shortened."""
-    text = " ".join(repr(value).split())  # one line, even for arrays
+    try:
+        text = " ".join(repr(value).split())  # one line, even for arrays
+    except Exception:  # a broken __repr__ must not hide the real error
+        text = f"<{type(value).__name__} object>"
     if len(text) > 80:
         text = text[:77] + "..."
     if isinstance(value, (bool, np.bool_)):
@@ -76,7 +79,10 @@ def _real(value: Any, name: str, requirement: str) -> float:
     if isinstance(value, (bool, np.bool_, str, bytes, complex, np.complexfloating)):
         raise ParameterTypeError(f"{name} {requirement}{_NUMBER_HINT['number' in requirement]}, got {describe(value)}")
     if isinstance(value, numbers.Real):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond the float range, e.g. 10**400
+            return math.inf if value > 0 else -math.inf
     try:  # 0-d arrays and tensors of a real dtype
         array = np.asarray(value)
     except Exception:  # any failure to convert means "not a number"

@@ -120,3 +120,14 @@ def test_time_steps_and_scales_are_named_as_such_not_as_learning_rates() -> None
         EulerMaruyama(sde, True)
     with pytest.raises(ValueError, match=r"^c \(momentum scaling constant\) must be"):
         sgdm_sde(log_cosh_well(), 0.1, 0.5, c=-1.0)
+
+
+def test_huge_integers_and_broken_reprs_still_give_the_documented_errors() -> None:
+    class BrokenRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    with pytest.raises(ValueError, match=r"eta must be a finite number in \(0, inf\), got 1000"):
+        check_positive(10**400, "eta")  # float(10**400) would raise OverflowError
+    with pytest.raises(ParameterTypeError, match="got <BrokenRepr object>"):
+        check_positive(BrokenRepr(), "eta")
