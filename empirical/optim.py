@@ -10,6 +10,7 @@ is the form the paper's theory uses.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,7 +28,22 @@ def check_weight_decay(weight_decay: float) -> float:
 
 
 def _check_group(group: Mapping[str, Any]) -> dict[str, Any]:
-    """The hyper-parameters of one param group, validated: ``lr``, ``momentum``, ``weight_decay``, ``nesterov``."""
+    """The hyper-parameters of one param group, validated: ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
+
+    Called at every step, so plain in-range floats take a fast path (a few comparisons; NaN fails them) and
+    everything else goes through :mod:`theory.validation`, which names the offending key.
+    """
+    lr, beta, decay, nesterov = group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]
+    if (
+        type(lr) is float
+        and type(beta) is float
+        and type(decay) is float
+        and type(nesterov) is bool
+        and 0.0 < lr < math.inf
+        and 0.0 <= beta < 1.0
+        and 0.0 <= decay < math.inf
+    ):
+        return {"lr": lr, "momentum": beta, "weight_decay": decay, "nesterov": nesterov}
     return {
         "lr": check_learning_rate(group["lr"], "lr (effective learning rate eta)"),
         "momentum": check_momentum(group["momentum"], "momentum (beta)"),
