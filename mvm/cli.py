@@ -67,7 +67,7 @@ DERIVE_TOPICS: dict[str, tuple[str, Callable[..., str]]] = {
 #: Options of ``mvm derive`` that a topic accepts (others reject them).
 DERIVE_TOPIC_OPTIONS: dict[str, tuple[str, ...]] = {"series": ("order",), "transition": ("form",)}
 #: Largest ``mvm derive series --order``: SymPy's series of the exact variances grows steeply with the order
-#: (measured on 2 CPU cores under a load of about 6: order 1 4.4 s, 3 6.9 s, 6 35 s, 8 51 s, 10 341 s,
+#: (measured on 2 shared CPU cores, load average 3 to 8: order 1 4.4 s, 3 6.9 s, 6 35 s, 8 51 s, 10 341 s,
 #: 15 unfinished after 6 minutes); beyond 8 the command would run for many minutes.
 MAX_SERIES_ORDER = 8
 #: Forms accepted by ``mvm derive transition --form`` (those of :func:`theory.quadratic.transition_matrix`).
