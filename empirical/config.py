@@ -47,21 +47,28 @@ PyTorch's :math:`\gamma=\eta(1-\beta)`); runs always record both.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import itertools
-import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from empirical.data import DATASETS, TEXT_DATASETS
-from empirical.models import MODELS, TEXT_MODELS
+from empirical.data import TEXT_DATASETS, check_dataset_options
+from empirical.models import TEXT_MODELS, check_model_options
 from empirical.optim import check_weight_decay
 from empirical.svag import TrainSchedule, svag_schedule
 from theory.params import check_learning_rate, check_momentum
 from theory.svag import check_svag_factor
+from theory.validation import (
+    ParameterTypeError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    check_string,
+    describe,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -91,29 +98,19 @@ MOMENTUM_SCALINGS = ("fixed", "underdamped")
 
 
 def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
 
 
 def _check_duration(value: Any, name: str, allow_zero: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = "[0, inf)" if allow_zero else "(0, inf)"
-        raise ValueError(f"{name} must be a finite number in {bound}, got {value!r}")
-    return float(value) if not float(value).is_integer() else int(value)
+    """A finite real number > 0 (>= 0 with ``allow_zero``), kept as an int when it is integral (stable keys)."""
+    number = check_real(value, name, low=0.0, low_open=not allow_zero)
+    return int(number) if number.is_integer() else number
 
 
-def _check_choice_options(
-    kind: str, name: str, registry: Mapping[str, Any], options: Mapping[str, Any], skip: int, fixed: Sequence[str]
-) -> None:
-    """``name`` must be in ``registry`` and ``options`` keyword arguments of its function (after ``skip``)."""
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; allowed: {sorted(registry)}")
-    allowed = list(inspect.signature(registry[name]).parameters)[skip:]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for {kind} {name!r}; allowed: {[*fixed, *allowed]}")
+def _check_milestones(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ParameterTypeError(f"train.milestones must be a list of numbers (durations), got {describe(value)}")
+    return tuple(_check_duration(m, f"train.milestones[{i}]") for i, m in enumerate(value))
 
 
 @dataclass(frozen=True)
@@ -130,9 +127,9 @@ class DataConfig:
     train_subset: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice_options("dataset", self.name, DATASETS, self.options, 0, ("name", "few_shot_k", "train_subset"))
-        if self.few_shot_k:
-            _check_positive_int(self.few_shot_k, "data.few_shot_k")
+        check_string(self.name, "data.name")
+        check_dataset_options(self.name, self.options)  # the values are kept as given: they are part of the key
+        check_int(self.few_shot_k, "data.few_shot_k", minimum=0, note="0: all training examples")
         if self.train_subset:
             object.__setattr__(self, "train_subset", _check_positive_int(self.train_subset, "data.train_subset"))
         object.__setattr__(self, "options", dict(self.options))
@@ -146,7 +143,8 @@ class ModelConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_choice_options("model", self.name, MODELS, self.options, 1, ("name",))
+        check_string(self.name, "model.name")
+        check_model_options(self.name, self.options)  # the values are kept as given: they are part of the key
         object.__setattr__(self, "options", dict(self.options))
 
 
@@ -168,8 +166,8 @@ class OptimizerConfig:
     nesterov: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.name!r}; allowed: {list(OPTIMIZERS)}")
+        check_choice(self.name, "optimizer.name", OPTIMIZERS)
+        check_bool(self.nesterov, "optimizer.nesterov")
         if (self.eta is None) == (self.lr is None):
             raise ValueError("optimizer needs exactly one of `eta` (effective learning rate) and `lr`")
         if self.eta is not None:
@@ -182,8 +180,6 @@ class OptimizerConfig:
             raise ValueError(
                 "optimizer 'sgd' has no momentum; use 'normalized_sgdm' or 'pytorch_sgdm' for momentum > 0"
             )
-        if not isinstance(self.nesterov, bool):
-            raise ValueError(f"optimizer.nesterov must be true or false, got {self.nesterov!r}")
 
     @property
     def effective_lr(self) -> float:
@@ -232,17 +228,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", _check_positive_int(self.batch_size, "train.batch_size"))
-        if self.unit not in UNITS:
-            raise ValueError(f"train.unit must be one of {list(UNITS)}, got {self.unit!r}")
+        check_choice(self.unit, "train.unit", UNITS)
+        check_choice(self.dtype, "train.dtype", DTYPES)
+        for name in ("cosine", "amp_bf16"):
+            check_bool(getattr(self, name), f"train.{name}")
         object.__setattr__(self, "length", _check_duration(self.length, "train.length"))
-        milestones = tuple(_check_duration(m, "train.milestones[i]") for m in self.milestones)
+        milestones = _check_milestones(self.milestones)
         if list(milestones) != sorted(set(milestones)) or any(m > self.length for m in milestones):
             raise ValueError(
                 f"train.milestones must increase strictly within (0, length={self.length}], got {milestones}"
             )
         object.__setattr__(self, "milestones", milestones)
-        if not (isinstance(self.lr_decay, int | float) and 0.0 < self.lr_decay <= 1.0):
-            raise ValueError(f"train.lr_decay must lie in (0, 1], got {self.lr_decay!r}")
+        check_real(self.lr_decay, "train.lr_decay", low=0.0, high=1.0, low_open=True)
         object.__setattr__(self, "warmup", _check_duration(self.warmup, "train.warmup", allow_zero=True))
         if self.warmup > self.length:
             raise ValueError(f"train.warmup must lie in [0, length={self.length}], got {self.warmup!r}")
@@ -253,15 +250,9 @@ class TrainConfig:
             self, "checkpoint_every", _check_duration(self.checkpoint_every, "train.checkpoint_every", allow_zero=True)
         )
         for name in ("eval_train_samples", "eval_test_samples"):
-            if getattr(self, name):
-                _check_positive_int(getattr(self, name), f"train.{name}")
+            check_int(getattr(self, name), f"train.{name}", minimum=0, note="0: all examples")
         _check_positive_int(self.eval_batch_size, "train.eval_batch_size")
         _check_positive_int(self.log_every, "train.log_every")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"train.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
-        for name in ("cosine", "amp_bf16"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"train.{name} must be true or false, got {getattr(self, name)!r}")
 
     def steps_per_unit(self, train_size: int) -> int:
         """Optimizer steps per unit: 1 for ``"step"``, else the full batches per epoch (last partial dropped)."""
@@ -284,14 +275,10 @@ class SvagConfig:
     momentum_scaling: str = "fixed"
 
     def __post_init__(self) -> None:
-        ell = check_svag_factor(self.ell)
-        if ell != int(ell):
-            raise ValueError(f"svag.ell must be an integer >= 1 (step counts scale by ell), got {self.ell!r}")
-        object.__setattr__(self, "ell", int(ell))
-        if self.momentum_scaling not in MOMENTUM_SCALINGS:
-            raise ValueError(
-                f"svag.momentum_scaling must be one of {list(MOMENTUM_SCALINGS)}, got {self.momentum_scaling!r}"
-            )
+        check_svag_factor(self.ell)
+        ell = check_int(self.ell, "svag.ell", minimum=1, note="step counts scale by ell")
+        object.__setattr__(self, "ell", ell)
+        check_choice(self.momentum_scaling, "svag.momentum_scaling", MOMENTUM_SCALINGS)
 
 
 @dataclass(frozen=True)
@@ -310,9 +297,10 @@ class RunConfig:
     vectorize: bool = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        device = str(self.device)
+        check_int(self.seed, "seed", minimum=0)
+        check_string(self.name, "name")
+        check_bool(self.vectorize, "grid.vectorize")
+        device = check_string(self.device, "device")
         if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         is_text = self.data.name in TEXT_DATASETS
@@ -338,7 +326,8 @@ class RunConfig:
     def from_identity(cls, document: Mapping[str, Any], name: str = "run") -> RunConfig:
         """Rebuild a config from :meth:`identity` (as stored in records and checkpoints)."""
         train = dict(document["train"])
-        train["milestones"] = tuple(train.get("milestones", ()))
+        if isinstance(train.get("milestones"), list):
+            train["milestones"] = tuple(train["milestones"])
         return cls(
             data=DataConfig(**document["data"]),
             model=ModelConfig(**document["model"]),
@@ -380,17 +369,17 @@ def _fields(cls: type) -> list[str]:
 def _section(document: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = document.get(name, {})
     if not isinstance(value, Mapping):
-        raise ValueError(f"[{name}] must be a table")
+        raise ParameterTypeError(f"[{name}] must be a table, got {describe(value)}")
     return dict(value)
 
 
 def _build(cls: type, name: str, values: dict[str, Any]) -> Any:
     allowed = _fields(cls)
-    unknown = sorted(set(values) - set(allowed))
+    unknown = sorted(str(key) for key in set(values) - set(allowed))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {allowed}")
     if name == "train" and "milestones" in values:
-        values["milestones"] = tuple(values["milestones"])
+        values["milestones"] = _check_milestones(values["milestones"])
     try:
         return cls(**values)
     except TypeError as exc:  # a required key is missing
@@ -403,8 +392,14 @@ def _build(cls: type, name: str, values: dict[str, Any]) -> Any:
 
 
 def config_from_dict(document: Mapping[str, Any]) -> RunConfig:
-    """Validate a parsed config (the TOML tables as a dict) and build the :class:`RunConfig`."""
-    unknown = sorted(set(document) - _SECTIONS - _TOP_LEVEL)
+    """Validate a parsed config (the TOML tables as a dict) and build the :class:`RunConfig`.
+
+    Every key is checked for its type and range (booleans are not numbers, strings are not lists) and every
+    model and data option against its builder's schema; ``ValueError`` names the key.
+    """
+    if not isinstance(document, Mapping):
+        raise ParameterTypeError(f"a config must be a table (a mapping), got {describe(document)}")
+    unknown = sorted(str(key) for key in set(document) - _SECTIONS - _TOP_LEVEL)
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in the config; allowed: {sorted(_TOP_LEVEL | _SECTIONS)}")
     for required in ("data", "model", "optimizer", "train"):
@@ -415,9 +410,7 @@ def config_from_dict(document: Mapping[str, Any]) -> RunConfig:
     if "name" not in data or "name" not in model:
         raise ValueError("[data] and [model] each need a `name`")
     grid = _section(document, "grid")
-    vectorize = grid.pop("vectorize", False)
-    if not isinstance(vectorize, bool):
-        raise ValueError(f"grid.vectorize must be true or false, got {vectorize!r}")
+    vectorize = check_bool(grid.pop("vectorize", False), "grid.vectorize")
     grid_items = []
     for path, values in grid.items():
         if path not in _GRID_PATHS:
@@ -438,7 +431,7 @@ def config_from_dict(document: Mapping[str, Any]) -> RunConfig:
         svag=_build(SvagConfig, "svag", _section(document, "svag")),
         seed=document.get("seed", 0),
         device=document.get("device", "cpu"),
-        name=str(document.get("name", "run")),
+        name=document.get("name", "run"),
         grid=tuple(grid_items),
         vectorize=vectorize,
     )
@@ -449,13 +442,17 @@ def config_from_dict(document: Mapping[str, Any]) -> RunConfig:
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a TOML config file (see the module docstring for its sections)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a directory, not a TOML file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    with open(path, "rb") as handle:
+    with open(path, "rb") as handle:  # an unreadable file raises OSError naming the path
         try:
             document = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:  # a binary file: tomllib decodes the bytes as UTF-8 first
+            raise ValueError(f"{path} is not a TOML file: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
         return config_from_dict(document)
     except ValueError as exc:

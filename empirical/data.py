@@ -47,8 +47,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from theory.validation import check_int, check_nonnegative_int, check_options, check_probability, check_string
+
 __all__ = [
     "DATASETS",
+    "DATASET_OPTION_CHECKS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEFAULT_ROOT",
     "IMAGENET_MEAN",
@@ -65,6 +68,7 @@ __all__ = [
     "TensorSplit",
     "TextSplit",
     "TextTask",
+    "check_dataset_options",
     "derive_seed",
     "few_shot_subset",
     "fixed_subset",
@@ -796,10 +800,8 @@ def fixed_subset(
     looking at the test set).  The chosen examples keep their original relative order.  ``name`` is what
     error messages call ``count``.
     """
-    if isinstance(count, bool) or int(count) != count or count < 1:
-        raise ValueError(f"{name} (subset size) must be a positive integer, got {count!r}")
-    if isinstance(skip, bool) or int(skip) != skip or skip < 0:
-        raise ValueError(f"skip must be a non-negative integer, got {skip!r}")
+    count = check_int(count, name, minimum=1, note="subset size")
+    skip = check_nonnegative_int(skip, "skip")
     if not isinstance(split, TextSplit | TensorSplit):
         raise ValueError(f"a fixed subset needs a held (tensor or text) split, got {type(split).__name__}")
     if skip + count > len(split):
@@ -834,11 +836,41 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
 #: The datasets whose examples are text (they need a tokenizing model).
 TEXT_DATASETS = frozenset({"review_snippets", *TEXT_TASKS})
 
+_SPLIT = {"test_fraction": check_probability, "split_seed": check_nonnegative_int}
+#: Dataset name -> option -> ``check(value, name)``: the type and range of every loader option (tests assert
+#: that every keyword of every loader in :data:`DATASETS` has one).
+DATASET_OPTION_CHECKS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    "fashion_mnist": {"root": check_string},
+    "mnist1d": {
+        "num_samples": lambda v, n: check_int(v, n, minimum=20),
+        "generator_seed": check_nonnegative_int,
+    },
+    "digits": _SPLIT,
+    "cifar10": {"root": check_string},
+    "image_folder": {
+        "root": check_string,
+        "train_dir": check_string,
+        "test_dir": check_string,
+        "image_size": lambda v, n: check_int(v, n, minimum=8),
+        "resize_size": lambda v, n: check_int(v, n, minimum=8),
+        "num_workers": lambda v, n: check_int(v, n, minimum=1),
+    },
+    "review_snippets": {"root": check_string, **_SPLIT},
+    **{task: {"root": check_string} for task in TEXT_TASKS},
+}
+
+
+def check_dataset_options(name: str, options: Mapping[str, Any], prefix: str = "data") -> dict[str, Any]:
+    """``options`` of dataset ``name`` checked against :data:`DATASET_OPTION_CHECKS`; ``ValueError`` names the key."""
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; allowed: {sorted(DATASETS)}")
+    fixed = ("name", "few_shot_k", "train_subset")
+    return check_options(options, DATASET_OPTION_CHECKS[name], prefix, fixed, f"dataset {name!r}")
+
 
 def load_dataset(name: str, **options: Any) -> Dataset:
     """Load the dataset ``name`` of :data:`DATASETS` with loader keyword ``options`` (e.g. ``root``)."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; allowed: {sorted(DATASETS)}")
+    options = check_dataset_options(name, options)
     return DATASETS[name](**options)
 
 

@@ -34,15 +34,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from empirical.data import Dataset, TensorSplit, TextSplit, derive_seed
+from theory.validation import (
+    check_bool,
+    check_in_unit_interval,
+    check_int,
+    check_int_list,
+    check_options,
+    check_positive_int,
+    check_string,
+)
 
 __all__ = [
     "MLP",
     "MODELS",
+    "MODEL_OPTION_CHECKS",
     "TEXT_MODELS",
     "SequenceClassifier",
     "SmallCNN",
     "TopLayersClassifier",
     "build_model",
+    "check_model_options",
     "check_top_layers",
     "encode_frozen_layers",
     "minilm_model_dir",
@@ -81,8 +92,7 @@ class SmallCNN(nn.Module):
         self, input_shape: Sequence[int], num_classes: int, width: int = 32, hidden: int = 128, downsample: int = 1
     ) -> None:
         super().__init__()
-        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
-            raise ValueError(f"model.downsample must be an integer >= 1, got {downsample!r}")
+        check_positive_int(downsample, "model.downsample")
         shape = tuple(int(s) for s in input_shape)
         if len(shape) == 1:
             shape = (1, *shape)
@@ -327,12 +337,8 @@ def _transformer_layers(encoder: nn.Module, model_dir: str) -> nn.ModuleList:
 
 def check_top_layers(top_layers: int, num_layers: int) -> int:
     """``top_layers`` as an int in [1, ``num_layers``]; ``ValueError`` naming ``model.train_top_layers`` otherwise."""
-    if isinstance(top_layers, bool) or not isinstance(top_layers, int) or not 1 <= top_layers <= num_layers:
-        raise ValueError(
-            f"model.train_top_layers must be an integer in [1, {num_layers}] (the encoder's layers; 0 trains "
-            f"every layer, embeddings included), got {top_layers!r}"
-        )
-    return top_layers
+    note = "the encoder's layers; 0 trains every layer, embeddings included"
+    return check_int(top_layers, "model.train_top_layers", minimum=1, maximum=num_layers, note=note)
 
 
 class TopLayersClassifier(nn.Module):
@@ -500,11 +506,33 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 #: The models that take tokenized text.
 TEXT_MODELS = frozenset({"sequence_classifier"})
 
+#: Model name -> option -> ``check(value, name)``: the type and range of every builder option, checked before
+#: anything is built (a width of 0 would build a dead network that "completes" at chance; tests assert that
+#: every keyword of every builder in :data:`MODELS` has a check here).
+MODEL_OPTION_CHECKS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    "mlp": {"hidden": lambda v, n: check_int_list(v, n, minimum=1, nonempty=False)},
+    "small_cnn": {"width": check_positive_int, "hidden": check_positive_int, "downsample": check_positive_int},
+    "resnet32": {},
+    "resnet50": {"zero_init_residual": check_bool},
+    "sequence_classifier": {
+        "model_dir": check_string,
+        "max_length": lambda v, n: check_int(v, n, minimum=2, note="tokens, special tokens included"),
+        "dropout": check_in_unit_interval,
+        "train_top_layers": lambda v, n: check_int(v, n, minimum=0, note="0 trains every layer"),
+    },
+}
+
+
+def check_model_options(name: str, options: Mapping[str, Any], prefix: str = "model") -> dict[str, Any]:
+    """``options`` of model ``name`` checked against :data:`MODEL_OPTION_CHECKS`; ``ValueError`` names the key."""
+    if not isinstance(name, str) or name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; allowed: {sorted(MODELS)}")
+    return check_options(options, MODEL_OPTION_CHECKS[name], prefix, ("name",), f"model {name!r}")
+
 
 def build_model(name: str, dataset: Dataset, seed: int, **options: Any) -> nn.Module:
     """Build model ``name`` of :data:`MODELS` for ``dataset``, initialised from ``seed`` (global RNG untouched)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; allowed: {sorted(MODELS)}")
+    options = check_model_options(name, options)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init"))
         return MODELS[name](dataset, **options)

@@ -11,25 +11,45 @@ is the form the paper's theory uses.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 
 from theory.params import check_learning_rate, check_momentum
+from theory.validation import check_bool, check_nonnegative
 
 __all__ = ["NormalizedSGDM", "check_weight_decay"]
 
 
 def check_weight_decay(weight_decay: float) -> float:
-    """Return ``weight_decay`` as a float, or raise ``ValueError`` unless it is finite and >= 0."""
-    try:
-        value = float(weight_decay)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"weight_decay must be a finite number in [0, inf), got {weight_decay!r}") from exc
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"weight_decay must be a finite number in [0, inf), got {weight_decay!r}")
-    return value
+    """Return ``weight_decay`` as a float, or raise ``ValueError`` unless it is a finite real number >= 0."""
+    return check_nonnegative(weight_decay, "weight_decay")
+
+
+def _check_group(group: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyper-parameters of one param group, validated: ``lr``, ``momentum``, ``weight_decay``, ``nesterov``.
+
+    Called at every step, so plain in-range floats take a fast path (a few comparisons; NaN fails them) and
+    everything else goes through :mod:`theory.validation`, which names the offending key.
+    """
+    lr, beta, decay, nesterov = group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]
+    if (
+        type(lr) is float
+        and type(beta) is float
+        and type(decay) is float
+        and type(nesterov) is bool
+        and 0.0 < lr < math.inf
+        and 0.0 <= beta < 1.0
+        and 0.0 <= decay < math.inf
+    ):
+        return {"lr": lr, "momentum": beta, "weight_decay": decay, "nesterov": nesterov}
+    return {
+        "lr": check_learning_rate(group["lr"], "lr (effective learning rate eta)"),
+        "momentum": check_momentum(group["momentum"], "momentum (beta)"),
+        "weight_decay": check_weight_decay(group["weight_decay"]),
+        "nesterov": check_bool(group["nesterov"], "nesterov"),
+    }
 
 
 class NormalizedSGDM(torch.optim.Optimizer):
@@ -46,7 +66,11 @@ class NormalizedSGDM(torch.optim.Optimizer):
     normalized form of ``torch.optim.SGD(nesterov=True)``.
 
     Learning-rate schedulers act on ``lr`` (that is, on :math:`\eta`), param groups may carry their own
-    hyper-parameters, and ``state_dict`` round-trips the momentum buffers :math:`m`.
+    hyper-parameters, and ``state_dict`` round-trips the momentum buffers :math:`m`.  The hyper-parameters are
+    checked at construction, in :meth:`add_param_group`, in :meth:`load_state_dict` and again at every
+    :meth:`step`, because ``param_groups`` is a public mutable list (a scheduler or a user may write a NaN into
+    it) and a loaded state may come from anywhere; a bad value raises ``ValueError`` naming it before any
+    parameter moves.
     """
 
     def __init__(
@@ -61,7 +85,7 @@ class NormalizedSGDM(torch.optim.Optimizer):
             "lr": check_learning_rate(lr, "lr (effective learning rate eta)"),
             "momentum": check_momentum(momentum, "momentum (beta)"),
             "weight_decay": check_weight_decay(weight_decay),
-            "nesterov": bool(nesterov),
+            "nesterov": check_bool(nesterov, "nesterov"),
         }
         super().__init__(params, defaults)
 
@@ -73,25 +97,40 @@ class NormalizedSGDM(torch.optim.Optimizer):
             param_group["momentum"] = check_momentum(param_group["momentum"], "momentum (beta)")
         if "weight_decay" in param_group:
             param_group["weight_decay"] = check_weight_decay(param_group["weight_decay"])
+        if "nesterov" in param_group:
+            param_group["nesterov"] = check_bool(param_group["nesterov"], "nesterov")
         super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state as ``torch.optim.Optimizer`` does, after checking every group's hyper-parameters."""
+        groups = state_dict.get("param_groups") if isinstance(state_dict, Mapping) else None
+        if not isinstance(groups, list):
+            raise ValueError("state_dict must be a NormalizedSGDM state dict with a list of 'param_groups'")
+        for group in groups:
+            missing = [key for key in ("lr", "momentum", "weight_decay", "nesterov") if key not in group]
+            if missing:
+                raise ValueError(f"state_dict param group lacks {missing}")
+            _check_group(group)
+        super().load_state_dict(state_dict)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
         """Perform one step of eq. (3); ``closure`` re-evaluates the loss, as in ``torch.optim.SGD``."""
+        checked = [_check_group(group) for group in self.param_groups]  # all groups, before any update
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for group, hyper in zip(self.param_groups, checked, strict=True):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("NormalizedSGDM does not support sparse gradients")
-            self._update_group(params, group)
+            self._update_group(params, hyper)
         return loss
 
-    def _update_group(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+    def _update_group(self, params: list[torch.Tensor], group: Mapping[str, Any]) -> None:
         eta, beta = group["lr"], group["momentum"]
         grads = [p.grad for p in params]
         if group["weight_decay"] != 0.0:

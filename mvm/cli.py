@@ -20,6 +20,7 @@ Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -66,6 +67,10 @@ DERIVE_TOPICS: dict[str, tuple[str, Callable[..., str]]] = {
 }
 #: Options of ``mvm derive`` that a topic accepts (others reject them).
 DERIVE_TOPIC_OPTIONS: dict[str, tuple[str, ...]] = {"series": ("order",), "transition": ("form",)}
+#: Largest ``mvm derive series --order``: SymPy's series of the exact variances grows steeply with the order
+#: (measured on 2 shared CPU cores, load average 3 to 8: order 1 4.4 s, 3 6.9 s, 6 35 s, 8 51 s, 10 341 s,
+#: 15 unfinished after 6 minutes); beyond 8 the command would run for many minutes.
+MAX_SERIES_ORDER = 8
 #: Forms accepted by ``mvm derive transition --form`` (those of :func:`theory.quadratic.transition_matrix`).
 TRANSITION_FORMS = ("sgd", "normalized", "pytorch", "polyak", "nesterov", "pytorch_nesterov")
 
@@ -83,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="; ".join(f"{name}: {text}" for name, (text, _) in sorted(DERIVE_TOPICS.items())),
     )
     derive.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
-    derive.add_argument("--order", type=int, help="series: highest power of eta kept (default 3)")
+    derive.add_argument(
+        "--order", type=int, help=f"series: highest power of eta kept, 1 to {MAX_SERIES_ORDER} (default 3)"
+    )
     derive.add_argument("--form", choices=TRANSITION_FORMS, help="transition: only this form (default all)")
 
     verify = commands.add_parser("verify", help="check the paper's claims: predicted vs measured, with verdicts")
@@ -161,6 +168,32 @@ def check_writable(path: str | None) -> None:
         raise FilesystemError(f"{target} is not writable")
 
 
+def check_writable_dir(path: str | None) -> None:
+    """Raise :class:`FilesystemError` unless ``path`` is, or can be created as, a writable directory."""
+    if not path:
+        return
+    target = Path(path)
+    try:
+        if target.exists() and not target.is_dir():
+            raise FilesystemError(f"{target} exists and is not a directory")
+        existing = target
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise FilesystemError(f"{existing} is not a directory (needed for {target})")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise FilesystemError(f"{existing} is not writable (needed for {target})")
+    except OSError as exc:  # e.g. a parent that cannot be searched
+        raise FilesystemError(_os_error_message(exc, target)) from exc
+
+
+def _os_error_message(exc: OSError, fallback: str | os.PathLike[str] | None = None) -> str:
+    """One line naming the path and the reason, e.g. ``out/fig.png: Permission denied``."""
+    path = exc.filename if exc.filename is not None else fallback
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{path}: {reason}" if path is not None else reason
+
+
 def _verify(args: argparse.Namespace) -> int:
     from proofs_check import format_kill_matrix, format_markdown, format_table, kill_matrix, run_all, select_claims
     from proofs_check.methods import MUTANTS
@@ -205,10 +238,7 @@ def _verify(args: argparse.Namespace) -> int:
         if args.markdown:
             write_text(markdown, args.markdown)
     except OSError as exc:
-        print(
-            f"mvm verify: error: cannot write {exc.filename or args.json or args.markdown}: {exc.strerror}",
-            file=sys.stderr,
-        )
+        print(f"mvm verify: error: {_os_error_message(exc, args.json or args.markdown)}", file=sys.stderr)
         return 3
     return outcome
 
@@ -232,6 +262,9 @@ def _figures(args: argparse.Namespace) -> int:
             on_demand = "" if spec.default else " (on demand: --only)"
             print(f"{figure_id:24s} {spec.kind:9s} {spec.title}{on_demand}")
         return 0
+
+    for path in (args.out, args.cache, args.gallery):  # before any figure is computed
+        check_writable_dir(path)
 
     def report(outcome) -> None:
         origin = "computed" if outcome.computed else "cached"
@@ -259,6 +292,7 @@ def _figures(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from empirical.train import run_experiment
 
+    check_writable_dir(args.out)
     results = run_experiment(
         args.config,
         device=args.device,
@@ -342,9 +376,27 @@ def _bounds(args: argparse.Namespace) -> int:
         if args.json:
             write_bounds_json(results, args.json)
     except OSError as exc:
-        print(f"mvm bounds: error: cannot write {exc.filename or args.json}: {exc.strerror}", file=sys.stderr)
+        print(f"mvm bounds: error: {_os_error_message(exc, args.json)}", file=sys.stderr)
         return 3
     return 0 if all(r.passed for r in results) else 1
+
+
+def _print_output(text: str) -> int:
+    """Print ``text`` to stdout: 0, or 3 with one line when stdout cannot be written (a full disk, a closed pipe)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # the reader left (``mvm derive forms | head``): nothing to report
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+    except OSError as exc:
+        print(f"mvm: error: {_os_error_message(exc, '<stdout>')}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,29 +408,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         rejected = sorted(set(options) - set(DERIVE_TOPIC_OPTIONS.get(args.topic, ())))
         if rejected:
             parser.error(f"topic {args.topic!r} does not take --{', --'.join(rejected)}")
-        if "order" in options and options["order"] < 1:
-            parser.error(f"--order must be >= 1, got {options['order']}")
-        print(function(args.latex, **options))
-        return 0
+        if "order" in options and not 1 <= options["order"] <= MAX_SERIES_ORDER:
+            parser.error(
+                f"--order must be an integer in [1, {MAX_SERIES_ORDER}] (derivation time grows steeply with the "
+                f"order), got {options['order']}"
+            )
+        return _print_output(function(args.latex, **options))
     if args.command == "verify":
         return _verify(args)
-    if args.command == "figures":
-        try:
-            return _figures(args)
-        except (ValueError, FileNotFoundError) as exc:  # unknown ids, a missing or wrong --data path, a bad device
-            print(f"mvm figures: error: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "train":
+    if args.command in ("figures", "train"):
         from empirical.records import CorruptRecordError
 
+        run = _figures if args.command == "figures" else _train
         try:
-            return _train(args)
+            return run(args)
         except CorruptRecordError as exc:  # stored data on disk, not the user's input: exit 3, the message names it
-            print(f"mvm train: error: {exc}; run again with --recompute to discard it and train again", file=sys.stderr)
+            print(
+                f"mvm {args.command}: error: {_one_line(exc)}; run again with --recompute to discard it and redo it",
+                file=sys.stderr,
+            )
             return 3
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"mvm train: error: {exc}", file=sys.stderr)
+        except (ValueError, FileNotFoundError) as exc:  # unknown ids, a missing config or --data path, a bad device
+            print(f"mvm {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return 2
+        except FilesystemError as exc:
+            print(f"mvm {args.command}: error: {exc}", file=sys.stderr)
+            return 3
+        except OSError as exc:  # an output that cannot be written, a config that cannot be read
+            print(f"mvm {args.command}: error: {_os_error_message(exc)}", file=sys.stderr)
+            return 3
     if args.command == "bounds":
         return _bounds(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from proofs_check.methods import REFERENCE, MethodSet
 from proofs_check.result import ClaimResult, error_result
+from theory.validation import check_id_list
 
 __all__ = ["Claim", "available_claims", "register", "run_all", "select_claims"]
 
@@ -64,9 +65,9 @@ def select_claims(only: str | Sequence[str] | None) -> list[str]:
     Raises ``ValueError`` naming the unknown ids and listing the registered ones.
     """
     claims = available_claims()
-    if not only:
+    wanted = check_id_list(only, "only (claim ids)")
+    if not wanted:
         return list(claims)
-    wanted = [only] if isinstance(only, str) else list(only)
     unknown = [claim_id for claim_id in wanted if claim_id not in claims]
     if unknown:
         raise ValueError(f"unknown claim id(s) {unknown}; registered claims: {sorted(claims)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -68,19 +69,20 @@ def write_json(results: Sequence[ClaimResult], path: str | os.PathLike[str]) -> 
 
 
 def write_text(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write a text report atomically."""
+    """Write a text report atomically: a temporary file in the same folder, then ``os.replace``.
+
+    Whatever fails (writing, flushing on close, the replace itself when the target is a directory), the
+    temporary file is removed before the error propagates, so a failed write leaves nothing behind.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False, suffix=".tmp") as handle:
-        try:
-            handle.write(text)
-        except BaseException:
-            handle.close()
-            os.unlink(handle.name)
-            raise
+    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        os.replace(handle.name, target)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, target)
     except BaseException:
-        os.unlink(handle.name)  # no .tmp left behind (e.g. the target is a directory)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise
     return target

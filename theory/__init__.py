@@ -166,6 +166,13 @@ from theory.svag import (
     check_svag_factor,
     svag_coefficients,
 )
+from theory.validation import (
+    ParameterTypeError,
+    check_bool,
+    check_in_unit_interval,
+    check_positive,
+    check_positive_int,
+)
 from theory.weak_error import (
     WeakErrorResult,
     WeakOrderFit,
@@ -195,6 +202,7 @@ __all__ = [
     "Method",
     "MomentumParams",
     "NoiseDecomposition",
+    "ParameterTypeError",
     "Problem",
     "Proof",
     "QuadraticProblem",
@@ -212,9 +220,13 @@ __all__ = [
     "all_proofs",
     "averaged_lr_schedule",
     "characteristic_polynomial_symbolic",
+    "check_bool",
+    "check_in_unit_interval",
     "check_learning_rate",
     "check_manifold_point",
     "check_momentum",
+    "check_positive",
+    "check_positive_int",
     "check_problem",
     "check_quadratic",
     "check_stable",

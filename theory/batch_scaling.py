@@ -99,6 +99,7 @@ import numpy as np
 
 from theory.params import check_learning_rate, check_momentum
 from theory.quadratic import check_quadratic, check_stable, rotate_to_eigenbasis, stability_threshold
+from theory.validation import check_in_unit_interval, check_int, check_positive
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -229,9 +230,7 @@ def eigenbasis_quadratic(H: object, Sigma: object, x0: object) -> DiagonalQuadra
 
 
 def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
 
 
 def nqm_bins(dimension: int = NQM_DIMENSION, bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -290,9 +289,7 @@ def nqm(
     loss weight is :math:`n\bar h`).  ``batch_size`` must be an integer >= 1.
     """
     batch = _check_positive_int("batch_size", batch_size)
-    power = float(preconditioner_power)
-    if isinstance(preconditioner_power, bool) or not (0.0 <= power <= 1.0):
-        raise ValueError(f"preconditioner_power must lie in [0, 1], got {preconditioner_power!r}")
+    power = check_in_unit_interval(preconditioner_power, "preconditioner_power", closed_right=True)
     start = float(x0)
     if not math.isfinite(start):
         raise ValueError(f"x0 must be finite, got {x0!r}")
@@ -565,13 +562,7 @@ SMALLEST_RELATIVE_TARGET = 1e-12
 
 
 def _check_target(target: float) -> float:
-    try:
-        value = float(target)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"target must be a finite number > 0 (a loss level), got {target!r}") from exc
-    if isinstance(target, bool) or not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"target must be a finite number > 0 (a loss level), got {target!r}")
-    return value
+    return check_positive(target, "target (a loss level)")
 
 
 def steps_to_target(

@@ -36,10 +36,10 @@ import numpy as np
 import scipy.linalg
 import sympy as sp
 
-from theory.params import check_learning_rate
 from theory.problems import vectorize_expressions
 from theory.sde import SDE
 from theory.simulate import Method
+from theory.validation import check_positive
 
 __all__ = ["EulerMaruyama", "ExactLinear", "LinearTransition", "WeakOrder2", "linear_transition"]
 
@@ -60,7 +60,7 @@ class _Integrator(Method):
 
     def _validate(self) -> None:
         _check_sde(self.sde)
-        object.__setattr__(self, "dt", check_learning_rate(self.dt, "dt (time step)"))
+        object.__setattr__(self, "dt", check_positive(self.dt, "dt (time step)"))
 
     @property
     def name(self) -> str:
@@ -286,7 +286,7 @@ def linear_transition(sde: SDE, dt: float) -> LinearTransition:
               \quad c=\Psi a,\quad K=\Psi G .
     """
     _check_sde(sde)
-    dt = check_learning_rate(dt, "dt (time step)")
+    dt = check_positive(dt, "dt (time step)")
     linear = sde.linear_coefficients
     if linear is None:
         raise ValueError(f"{sde.name} is not linear (state-dependent drift Jacobian or diffusion)")

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.integrate
 
 from theory.quadratic import Eigenbasis, check_problem, transition_matrix
+from theory.validation import check_nonnegative_int
 
 __all__ = [
     "DiscreteMoments",
@@ -52,9 +53,7 @@ def _as_vector(name: str, value: object, d: int) -> np.ndarray:
 
 
 def _check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or int(steps) != steps or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    return int(steps)
+    return check_nonnegative_int(steps, "steps")
 
 
 def _check_times(times: object) -> np.ndarray:

@@ -19,11 +19,12 @@ Everything here is plain Python / NumPy: no torch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from theory.validation import check_in_unit_interval, check_positive, check_real
 
 __all__ = [
     "MomentumParams",
@@ -36,25 +37,20 @@ __all__ = [
 
 
 def check_momentum(beta: float, name: str = "beta") -> float:
-    """Return ``beta`` as a float, or raise ``ValueError`` unless :math:`0\\le\\beta<1`."""
-    try:
-        value = float(beta)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real number in [0, 1), got {beta!r}") from exc
-    if not (0.0 <= value < 1.0):
-        raise ValueError(f"{name} must lie in [0, 1) (momentum coefficient), got {beta!r}")
-    return value
+    """Return ``beta`` as a float, or raise ``ValueError`` unless it is a real number with :math:`0\\le\\beta<1`.
+
+    A thin name over :func:`theory.validation.check_in_unit_interval`, kept because callers import it.
+    """
+    return check_in_unit_interval(beta, name)
 
 
 def check_learning_rate(lr: float, name: str = "learning rate") -> float:
-    """Return ``lr`` as a float, or raise ``ValueError`` unless it is finite and strictly positive."""
-    try:
-        value = float(lr)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a finite number in (0, inf), got {lr!r}") from exc
-    if not (math.isfinite(value) and value > 0.0):
-        raise ValueError(f"{name} must be a finite number in (0, inf), got {lr!r}")
-    return value
+    """Return ``lr`` as a float, or raise ``ValueError`` unless it is a finite real number > 0 (not a bool).
+
+    A thin name over :func:`theory.validation.check_positive`, for learning rates only: other positive
+    quantities (time steps, scales, constants) call :func:`~theory.validation.check_positive` directly.
+    """
+    return check_positive(lr, name)
 
 
 def effective_lr(gamma: float, beta: float) -> float:
@@ -107,9 +103,8 @@ class MomentumParams:
     def from_alpha(cls, eta: float, alpha: float, c: float = 1.0) -> MomentumParams:
         r"""Momentum scaled with the learning rate (Definition 3.1): :math:`1-\beta=c\,\eta^{\alpha}`."""
         eta = check_learning_rate(eta, "eta (effective learning rate)")
-        c = check_learning_rate(c, "c (momentum scaling constant)")
-        if not (math.isfinite(float(alpha)) and alpha >= 0.0):
-            raise ValueError(f"alpha (momentum-scaling index) must be a finite number >= 0, got {alpha!r}")
+        c = check_positive(c, "c (momentum scaling constant)")
+        alpha = check_real(alpha, "alpha (momentum-scaling index)", low=0.0)
         one_minus_beta = c * eta**alpha
         if not (0.0 < one_minus_beta <= 1.0):
             raise ValueError(

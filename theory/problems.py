@@ -27,6 +27,8 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
+from theory.validation import as_real_array, check_real
+
 __all__ = [
     "Problem",
     "double_well_2d",
@@ -236,7 +238,7 @@ def _symmetric_sqrt(matrix: np.ndarray, name: str) -> np.ndarray:
 
 
 def _check_square(matrix: np.ndarray | float, name: str, dim: int | None = None) -> np.ndarray:
-    array = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+    array = np.atleast_2d(as_real_array(matrix, name))
     if array.ndim != 2 or array.shape[0] != array.shape[1] or (dim is not None and array.shape[0] != dim):
         expected = f"({dim}, {dim})" if dim is not None else "square"
         raise ValueError(f"{name} must be a {expected} matrix, got shape {array.shape}")
@@ -248,12 +250,7 @@ def _check_square(matrix: np.ndarray | float, name: str, dim: int | None = None)
 
 
 def _check_positive(value: float, name: str, allow_zero: bool = False) -> float:
-    value = float(value)
-    ok = value >= 0.0 if allow_zero else value > 0.0
-    if not (np.isfinite(value) and ok):
-        bound = "[0, inf)" if allow_zero else "(0, inf)"
-        raise ValueError(f"{name} must be a finite number in {bound}, got {value!r}")
-    return value
+    return check_real(value, name, low=0.0, low_open=not allow_zero)
 
 
 def noisy_quadratic(hessian: np.ndarray | float, noise_covariance: np.ndarray | float | None = None) -> Problem:

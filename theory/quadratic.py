@@ -31,6 +31,7 @@ import numpy as np
 import scipy.linalg
 
 from theory.params import check_learning_rate, check_momentum
+from theory.validation import as_real_array, check_int, check_positive, check_real, describe
 
 if TYPE_CHECKING:  # theory.forms is SymPy-based; its update rules themselves are plain arithmetic
     from theory.forms import Step
@@ -84,7 +85,7 @@ MATRIX_RTOL = 1e-10
 
 
 def _as_square(name: str, value: object) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
+    array = as_real_array(value, name)
     if array.ndim == 0:
         array = array.reshape(1, 1)
     if array.ndim != 2 or array.shape[0] != array.shape[1] or array.shape[0] < 1:
@@ -136,9 +137,9 @@ def _check_method(method: str) -> str:
 
 
 def _check_betas(beta: object) -> np.ndarray:
-    betas = np.asarray(beta, dtype=np.float64)
+    betas = as_real_array(beta, "beta (momentum coefficient)")
     if not np.all((betas >= 0.0) & (betas < 1.0)):
-        raise ValueError(f"beta must lie in [0, 1) (momentum coefficient), got {beta!r}")
+        raise ValueError(f"beta must lie in [0, 1) (momentum coefficient), got {describe(beta)}")
     return betas
 
 
@@ -298,10 +299,8 @@ def measured_stability_edge(
     momenta = np.array([check_momentum(b) for b in np.asarray(betas, dtype=np.float64).reshape(-1)])
     if momenta.size == 0:
         raise ValueError("betas must hold at least one momentum value in [0, 1)")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= EDGE_WINDOW:
-        raise ValueError(f"steps must be an integer > {EDGE_WINDOW} (the amplitude window), got {steps!r}")
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"iterations must be an integer >= 1 (bisection halvings), got {iterations!r}")
+    steps = check_int(steps, "steps", minimum=EDGE_WINDOW + 1, note="the amplitude window")
+    iterations = check_int(iterations, "iterations", minimum=1, note="bisection halvings")
     if not (len(bracket) == 2 and 0.0 < bracket[0] < bracket[1] and np.isfinite(bracket[1])):
         raise ValueError(f"bracket must be (low, high) in eta*h with 0 < low < high < inf, got {bracket!r}")
     low, high = np.full(momenta.shape, np.log(bracket[0])), np.full(momenta.shape, np.log(bracket[1]))
@@ -622,20 +621,16 @@ def regime_loss_ratio(eta_h: float, beta: float) -> tuple[float, float]:
     Returns ``(ratio, R)``.  Raises ``ValueError`` unless :math:`0<\eta h<2` (SGD's stability threshold: no
     stationary law beyond it) and :math:`0\le\beta<1`.
     """
-    if isinstance(eta_h, bool):
-        raise ValueError(f"eta_h must be a number in (0, 2), got {eta_h!r}")
-    try:
-        value = float(eta_h)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"eta_h must be a number in (0, 2), got {eta_h!r}") from exc
     threshold = float(stability_threshold(0.0, "sgd"))
-    if not 0.0 < value < threshold:
-        raise ValueError(
-            f"eta_h (effective learning rate times curvature) must lie in (0, {threshold:g}): SGD has no stationary "
-            f"law at or beyond its stability threshold eta*h = {threshold:g}; got {eta_h!r}"
-        )
-    if isinstance(beta, bool):
-        raise ValueError(f"beta must be a number in [0, 1) (momentum coefficient), got {beta!r}")
+    value = check_real(
+        eta_h,
+        "eta_h (effective learning rate times curvature)",
+        low=0.0,
+        high=threshold,
+        low_open=True,
+        high_open=True,
+        note=f"SGD has no stationary law at or beyond its stability threshold eta*h = {threshold:g}",
+    )
     momentum = check_momentum(beta)
     r = value / (2 - value)
     return 1 + 2 * momentum / (1 + momentum) * r, r
@@ -702,7 +697,7 @@ def underdamped_sde_stationary_moments(H: object, Sigma: object, eta: float, c: 
     """
     H, Sigma = check_quadratic(H, Sigma)
     eta = check_learning_rate(eta, "eta (effective learning rate)")
-    c = check_learning_rate(c, "c (momentum scaling constant, 1 - beta = c * eta)")
+    c = check_positive(c, "c (momentum scaling constant, 1 - beta = c * eta)")
     smallest = float(np.linalg.eigvalsh(H)[0])
     if not smallest > 0.0:
         raise ValueError(f"H must be positive definite for a stationary law: eigenvalue h = {smallest:.6g}")

@@ -47,6 +47,7 @@ import sympy as sp
 from theory.params import check_learning_rate
 from theory.problems import Problem, vectorize_expressions
 from theory.svag import check_svag_factor
+from theory.validation import check_positive, check_real
 
 __all__ = [
     "SDE",
@@ -396,10 +397,7 @@ def _substitute(matrix: sp.Matrix, values: dict) -> sp.ImmutableMatrix:
 def _canonical_sigma(eta_value: float, sigma_value: float | None) -> float:
     if sigma_value is None:
         return eta_value**-0.5
-    value = float(sigma_value)
-    if not (np.isfinite(value) and value >= 0.0):
-        raise ValueError(f"sigma (noise scale) must be a finite number >= 0, got {sigma_value!r}")
-    return value
+    return check_real(sigma_value, "sigma (noise scale)", low=0.0)
 
 
 def _vanishes(expr: sp.Expr, tolerance: float = 1e-10) -> bool:
@@ -499,10 +497,8 @@ def sgdm_sde(
     * :math:`\alpha>1`: :math:`dX=-M\,dt,\ dM=0` (frozen momentum, THEORY.md 3.6); state :math:`(x,m)`.
     """
     eta_value = check_learning_rate(eta_value, "eta (learning rate)")
-    alpha_value = float(alpha)
-    if not (np.isfinite(alpha_value) and alpha_value >= 0.0):
-        raise ValueError(f"alpha (momentum-scaling index) must be a finite number >= 0, got {alpha!r}")
-    c = check_learning_rate(c, "c (momentum scaling constant)")
+    alpha_value = check_real(alpha, "alpha (momentum-scaling index)", low=0.0)
+    c = check_positive(c, "c (momentum scaling constant)")
     sigma_value = _canonical_sigma(eta_value, sigma_value)
     alpha_sym = sp.nsimplify(alpha_value)
     if alpha_sym < 1:

@@ -38,6 +38,7 @@ import sympy as sp
 
 from theory.forms import beta, eta
 from theory.quadratic_symbolic import h, s, stationary_series, stationary_variance_symbolic
+from theory.validation import check_positive_int
 
 __all__ = ["SeriesRemainderBound", "series_remainder_bound"]
 
@@ -115,9 +116,7 @@ def series_remainder_bound(
     (3); :math:`\beta` symbolic) or ``"sgd"``.  Raises ``ValueError`` for bad arguments and ``ArithmeticError`` if
     a step of the proof fails (the ratio depends on more than :math:`\eta h`, or is not monotone).  Cached.
     """
-    if isinstance(order, bool) or int(order) != order or order < 1:
-        raise ValueError(f"order must be an integer >= 1 (last power of eta kept), got {order!r}")
-    order = int(order)
+    order = check_positive_int(order, "order (last power of eta kept)")
     if model not in ("sgd", "sgdm"):
         raise ValueError(f"model must be 'sgd' or 'sgdm', got {model!r}")
     u_max = sp.nsimplify(eta_h_max)

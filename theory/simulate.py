@@ -36,6 +36,7 @@ import numpy as np
 from theory.params import check_learning_rate, check_momentum
 from theory.problems import Problem
 from theory.svag import svag_coefficients
+from theory.validation import as_real_array, check_int, check_positive, check_real
 
 __all__ = [
     "SGD",
@@ -119,9 +120,9 @@ class Method(ABC):
 
 
 def _schedule(value: float | Sequence[float] | np.ndarray, check: Callable[[float, str], float], name: str):
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        return check(float(array), name)
+    if np.ndim(value) == 0:  # a number: checked as given, so a bool or a complex is refused, not converted
+        return check(value, name)
+    array = as_real_array(value, name)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"{name} must be a number or a non-empty 1-D schedule, got shape {array.shape}")
     for k, entry in enumerate(array):
@@ -139,10 +140,7 @@ def _canonical_sigma(eta: float | np.ndarray, sigma: float | None) -> float:
     if sigma is None:
         base = eta if isinstance(eta, float) else float(eta[0])
         return base**-0.5
-    value = float(sigma)
-    if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(f"sigma (noise scale) must be a finite number >= 0, got {sigma!r}")
-    return value
+    return check_real(sigma, "sigma (noise scale)", low=0.0)
 
 
 def _check_problem(problem: Problem) -> Problem:
@@ -167,7 +165,7 @@ class _OnProblem(Method):
             object.__setattr__(self, "beta", _schedule(self.beta, check_momentum, "beta"))
         object.__setattr__(self, "sigma", _canonical_sigma(self.eta, self.sigma))
         if getattr(self, "time_scale", None) is not None:
-            object.__setattr__(self, "time_scale", check_learning_rate(self.time_scale, "time_scale"))
+            object.__setattr__(self, "time_scale", check_positive(self.time_scale, "time_scale"))
 
     @property
     def name(self) -> str:
@@ -414,9 +412,7 @@ def _initial_points(x0: np.ndarray | Sequence[float] | float, n_paths: int, dim:
 
 
 def _check_count(value: int, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
 
 
 def _first_bad(state: np.ndarray, bound: float) -> tuple[int, float] | None:
@@ -506,9 +502,7 @@ def run_lockstep(
     n_periods = _check_count(n_periods, "n_periods", minimum=0)
     n_paths = _check_count(n_paths, "n_paths")
     period_steps = _check_count(period_steps, "period_steps")
-    bound = float(divergence_bound)
-    if not (bound > 0 and math.isfinite(bound)):
-        raise ValueError(f"divergence_bound must be a finite number > 0, got {divergence_bound!r}")
+    bound = check_positive(divergence_bound, "divergence_bound")
     dims = {m.observed_dim for m in methods}
     noise_dims = {m.noise_dim for m in methods}
     if len(dims) != 1 or (shared_noise and len(noise_dims) != 1):

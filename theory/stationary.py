@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from theory.simulate import Method, Seed, run_lockstep
+from theory.validation import check_int, check_probability
 
 __all__ = [
     "RatioEstimate",
@@ -35,9 +36,7 @@ __all__ = [
 
 
 def _check_count(value: int, name: str, minimum: int, meaning: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum} ({meaning}), got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum, note=meaning)
 
 
 def stationary_second_moments(
@@ -141,8 +140,7 @@ def ratio_of_means_interval(
         raise ValueError(f"need two paired samples of equal length >= 2, got {a.size} and {b.size}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("samples must be finite")
-    if isinstance(level, bool) or not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    level = check_probability(level, "level")
     mean_b = float(b.mean())
     if not mean_b > 0.0:
         raise ValueError(f"the denominator's mean must be > 0, got {mean_b!r}")

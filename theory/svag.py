@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import math
 
+from theory.validation import check_real
+
 __all__ = ["check_svag_factor", "svag_coefficients"]
 
 
 def check_svag_factor(ell: float) -> float:
-    """Return ``ell`` as a float, or raise ``ValueError`` unless it is finite and at least 1."""
-    try:
-        value = float(ell)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"ell (SVAG factor) must be a finite number >= 1, got {ell!r}") from exc
-    if not (math.isfinite(value) and value >= 1.0):
-        raise ValueError(f"ell (SVAG factor) must be a finite number >= 1, got {ell!r}")
-    return value
+    """Return ``ell`` as a float, or raise ``ValueError`` unless it is a finite real number >= 1 (not a bool)."""
+    return check_real(ell, "ell (SVAG factor)", low=1.0)
 
 
 def svag_coefficients(ell: float) -> tuple[float, float]:

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from theory.simulate import Method, Seed, run_lockstep
+from theory.validation import check_int
 
 __all__ = ["WeakErrorResult", "WeakOrderFit", "fit_weak_order", "weak_error", "weak_errors"]
 
@@ -323,8 +324,7 @@ def fit_weak_order(
     elif method == "bootstrap":
         if seed is None:
             raise ValueError("method='bootstrap' needs a seed")
-        if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 100:
-            raise ValueError(f"n_bootstrap must be an integer >= 100, got {n_bootstrap!r}")
+        n_bootstrap = check_int(n_bootstrap, "n_bootstrap", minimum=100)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         draws = err + se * rng.standard_normal((n_bootstrap, err.size))
         draws = np.clip(draws, 1e-300, None)

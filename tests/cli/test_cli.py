@@ -55,7 +55,7 @@ def test_derive_quadratic_topics(argv: list[str], expected: str, capsys: pytest.
     [
         (["derive", "forms", "--order", "3"], "topic 'forms' does not take --order"),
         (["derive", "stability", "--form", "sgd"], "topic 'stability' does not take --form"),
-        (["derive", "series", "--order", "0"], "--order must be >= 1"),
+        (["derive", "series", "--order", "0"], "--order must be an integer in [1, "),
         (["derive", "transition", "--form", "adam"], "invalid choice: 'adam'"),
     ],
 )

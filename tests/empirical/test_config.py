@@ -65,7 +65,7 @@ def test_effective_and_native_learning_rates() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"optimizer": {"name": "adam"}}, r"optimizer 'adam'; allowed: \['sgd', 'pytorch_sgdm', 'normalized_sgdm"),
+        ({"optimizer": {"name": "adam"}}, r"optimizer.name .* \['sgd', 'pytorch_sgdm', 'normalized_sgdm'\]"),
         ({"data": {"name": "imagenet"}}, r"unknown dataset 'imagenet'; allowed: \[.*'cifar10'.*'image_folder'"),
         ({"model": {"name": "vgg"}}, r"unknown model 'vgg'; allowed: \['mlp', 'resnet32', 'resnet50'"),
         ({"train": {"batch_sise": 3}}, r"unknown key\(s\) \['batch_sise'\] in \[train\]; allowed: \['batch_size'"),
@@ -83,8 +83,8 @@ def test_effective_and_native_learning_rates() -> None:
         ({"train": {"cosine": True, "milestones": [50]}}, "exclude each other"),
         ({"train": {"dtype": "float16"}}, r"train.dtype must be one of \['float32', 'float64'\]"),
         ({"svag": {"ell": 1.5}}, "svag.ell must be an integer"),
-        ({"svag": {"ell": 0}}, r"ell \(SVAG factor\) must be a finite number >= 1"),
-        ({"seed": -1}, "seed must be a non-negative integer"),
+        ({"svag": {"ell": 0}}, r"ell \(SVAG factor\) must be a finite number in \[1, inf\)"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
         ({"device": "tpu"}, "device must be 'cpu', 'cuda' or 'cuda:N'"),
         ({"grid": {"model.name": ["mlp"]}}, r"unknown grid key 'model.name'; allowed: \["),
         ({"grid": {"seed": []}}, "grid.seed must be a non-empty list"),

@@ -29,7 +29,7 @@ def test_ell_one_is_plain_sgd() -> None:
 
 @pytest.mark.parametrize("ell", [0.5, float("nan"), float("inf"), -2])
 def test_bad_ell_rejected(ell: float) -> None:
-    with pytest.raises(ValueError, match=r"ell \(SVAG factor\) must be a finite number >= 1"):
+    with pytest.raises(ValueError, match=r"ell \(SVAG factor\) must be a finite number in \[1, inf\)"):
         svag_coefficients(ell)
 
 

@@ -37,8 +37,8 @@ def test_fixed_subset_is_fixed_and_disjoint_from_what_follows_it() -> None:
 
 @pytest.mark.parametrize(
     ("count", "skip", "message"),
-    [(0, 0, "train_subset .* positive integer"), (2.5, 0, "positive integer"), (101, 0, "exceed the 100"),
-     (60, 50, "60 examples after the first 50 exceed"), (10, -1, "skip must be")],
+    [(0, 0, "train_subset must be an integer >= 1"), (2.5, 0, "must be an integer >= 1 .*got 2.5"),
+     (101, 0, "exceed the 100"), (60, 50, "60 examples after the first 50 exceed"), (10, -1, "skip must be")],
 )  # fmt: skip
 def test_fixed_subset_rejects_bad_sizes(count: float, skip: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -261,7 +261,7 @@ def test_wrong_momentum_parameterisation_gives_different_counts() -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda m: steps_to_target(m, 0.0, 0.1), "target must be a finite number > 0"),
+        (lambda m: steps_to_target(m, 0.0, 0.1), r"target \(a loss level\) must be a finite number in \(0, inf\)"),
         (lambda m: steps_to_target(m, 0.1, -0.1), "eta \\(effective learning rate\\) must be a finite number"),
         (lambda m: steps_to_target(m, 0.1, 0.1, 1.0), "beta must lie in \\[0, 1\\)"),
         (lambda m: steps_to_target(m, 0.1, 0.1, max_steps=-1), "max_steps must be an integer >= 0"),

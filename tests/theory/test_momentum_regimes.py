@@ -48,11 +48,11 @@ def test_regime_ratio_values() -> None:
         (2.5, 0.5, r"stability threshold eta\*h = 2"),
         (-0.1, 0.5, r"must lie in \(0, 2\)"),
         (float("nan"), 0.5, r"must lie in \(0, 2\)"),
-        (True, 0.5, "eta_h must be a number"),
-        ("fast", 0.5, "eta_h must be a number"),
+        (True, 0.5, r"eta_h .* must lie in \(0, 2\) .*\(a real number\), got True \(a bool\)"),
+        ("fast", 0.5, r"eta_h .* \(a real number\), got 'fast' \(a string\)"),
         (0.5, 1.0, r"beta must lie in \[0, 1\)"),
         (0.5, -0.1, r"beta must lie in \[0, 1\)"),
-        (0.5, False, "beta must be a number"),
+        (0.5, False, r"beta must lie in \[0, 1\) \(a real number\), got False \(a bool\)"),
     ],
 )
 def test_regime_ratio_rejects_bad_inputs(eta_h: object, beta: object, message: str) -> None:

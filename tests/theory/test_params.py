@@ -52,7 +52,7 @@ def test_from_alpha_rejects_beta_out_of_range() -> None:
         (lambda: effective_lr(math.nan, 0.5), r"gamma .* \(0, inf\)"),
         (lambda: pytorch_lr(math.inf, 0.5), r"eta .* \(0, inf\)"),
         (lambda: MomentumParams(0.0, 0.5), r"eta .* \(0, inf\)"),
-        (lambda: MomentumParams(0.1, "x"), r"beta must be a real number"),
+        (lambda: MomentumParams(0.1, "x"), r"beta must lie in \[0, 1\) \(a real number\), got 'x' \(a string\)"),
     ],
 )
 def test_bad_hyperparameters_name_parameter_and_range(call, match: str) -> None:
