@@ -6,7 +6,9 @@ Subcommands exist only once they do real work:
   :data:`DERIVE_TOPICS`; the options a topic accepts are in :data:`DERIVE_TOPIC_OPTIONS`).
 * ``mvm verify [--quick] [--json PATH] [--markdown PATH] [--only ID ...]`` runs the claim checks of
   :mod:`proofs_check`, prints the table and exits 1 when a claim fails; ``--mutants`` instead runs the deliberately
-  wrong method sets (:data:`proofs_check.methods.MUTANTS`), prints the kill matrix and exits 1 when a mutant survives.
+  wrong method sets (:data:`proofs_check.methods.MUTANTS`), prints the kill matrix and exits 1 when a mutant survives;
+  ``--empirical [--quick] [--device D] [--cache DIR] [--data NAME=PATH]`` runs the real-network claims E1-E4 instead
+  (:func:`proofs_check.real_networks.run_real_networks`).
 
 Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survived, or a run did not complete),
 2 usage or input error, 3 filesystem error (the message names the path).
@@ -103,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--mutants", nargs="*", metavar="NAME", help="run the mutants (all, or these) and print the kill matrix"
     )
     verify.add_argument("--jobs", type=int, help="--mutants: worker processes (default: the number of CPUs)")
+    verify.add_argument(
+        "--empirical",
+        action="store_true",
+        help="the real-network claims E1-E4 (training runs) instead of the theory claims; --quick: MNIST-1D on CPU",
+    )
+    verify.add_argument("--device", default="cpu", help="--empirical: device of the runs: cpu, cuda or cuda:N")
+    verify.add_argument(
+        "--cache", default="results/cache", help="--empirical: run store folder (default results/cache)"
+    )
+    verify.add_argument(
+        "--data", action="append", default=[], metavar="NAME=PATH", help="--empirical full scale: local data paths"
+    )
 
     figures = commands.add_parser(
         "figures", help="regenerate the paper's figures and tables (PNG, PDF, manifest.json) from cached results"
@@ -200,16 +214,21 @@ def _verify(args: argparse.Namespace) -> int:
     from proofs_check.report import write_json, write_text
 
     try:
+        if args.empirical and args.mutants is not None:
+            raise ValueError("--empirical and --mutants do not combine: the real-network controls run in the tests")
         if args.mutants is not None:
             unknown = [name for name in args.mutants if name not in MUTANTS]
             if unknown:
                 raise ValueError(f"unknown mutant(s) {unknown}; known: {sorted(MUTANTS)}")
         else:
-            select_claims(args.only)
+            select_claims(args.only, "empirical" if args.empirical else "theory")
+        data = _parse_data(args.data)
         if args.jobs is not None and args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         for path in (args.json, args.markdown):
             check_writable(path)
+        if args.empirical:
+            check_writable_dir(args.cache)
     except ValueError as exc:  # unknown claim or mutant ids: the message lists the known ones
         print(f"mvm verify: {exc}", file=sys.stderr)
         return 2
@@ -227,6 +246,20 @@ def _verify(args: argparse.Namespace) -> int:
         results = [r for rs in matrix.results.values() for r in rs]
         outcome = 0 if matrix.all_killed else 1
         markdown = format_kill_matrix(matrix, tablefmt="github")
+    elif args.empirical:
+        from proofs_check.real_networks import RealNetworkSetup, run_real_networks
+
+        setup = RealNetworkSetup(
+            scale="quick" if args.quick else "full",
+            device=args.device,
+            cache_dir=args.cache,
+            data=data,
+            progress=not args.no_progress,
+        )
+        results = run_real_networks(setup, only=args.only)
+        print(format_table(results))
+        outcome = 0 if all(r.passed for r in results) else 1
+        markdown = format_markdown(results)
     else:
         results = run_all(quick=args.quick, only=args.only, progress=not args.no_progress)
         print(format_table(results))

@@ -10,7 +10,7 @@ from proofs_check.methods import REFERENCE, MethodSet
 from proofs_check.result import ClaimResult, error_result
 from theory.validation import check_id_list
 
-__all__ = ["Claim", "available_claims", "register", "run_all", "select_claims"]
+__all__ = ["KINDS", "Claim", "available_claims", "register", "run_all", "select_claims"]
 
 #: ``check(quick, methods, seed)``: ``seed=None`` is the check's own fixed seed.
 CheckFunction = Callable[[bool, MethodSet, "int | None"], list[ClaimResult]]
@@ -29,42 +29,56 @@ class Claim:
     reference: str
     statement: str
     fields: tuple[str, ...]
-    check: CheckFunction
+    check: Callable[..., list[ClaimResult]]
+    kind: str = "theory"
 
 
 _REGISTRY: dict[str, Claim] = {}
 
 
+#: ``theory``: claims 1-9, checked on quadratics and SDEs (``check(quick, methods, seed)``); ``empirical``: the
+#: real-network claims E1-E4 (``check(setup, methods)``, :mod:`proofs_check.real_networks`).
+KINDS = ("theory", "empirical")
+
+
 def register(
-    claim_id: str, number: int, reference: str, statement: str, fields: Sequence[str]
-) -> Callable[[CheckFunction], CheckFunction]:
-    """Decorator adding ``check(quick, methods, seed) -> list[ClaimResult]`` under ``claim_id``.
+    claim_id: str, number: int, reference: str, statement: str, fields: Sequence[str], kind: str = "theory"
+) -> Callable[[Callable[..., list[ClaimResult]]], Callable[..., list[ClaimResult]]]:
+    """Decorator adding a check under ``claim_id``: ``check(quick, methods, seed)`` for ``kind="theory"``,
+    ``check(setup, methods)`` for ``kind="empirical"``; each returns a list of :class:`ClaimResult`.
 
     ``number`` is the claim's number in DESIGN.md section 5; reports list claims in that order.
     """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
 
-    def decorate(check: CheckFunction) -> CheckFunction:
+    def decorate(check: Callable[..., list[ClaimResult]]) -> Callable[..., list[ClaimResult]]:
         if claim_id in _REGISTRY:
             raise ValueError(f"claim {claim_id!r} is registered twice")
-        _REGISTRY[claim_id] = Claim(claim_id, number, reference, statement, tuple(fields), check)
+        _REGISTRY[claim_id] = Claim(claim_id, number, reference, statement, tuple(fields), check, kind)
         return check
 
     return decorate
 
 
-def available_claims() -> dict[str, Claim]:
-    """Registered claims, ordered by their number in DESIGN.md section 5."""
-    import proofs_check.claims  # noqa: F401  (registers every claim module)
+def available_claims(kind: str = "theory") -> dict[str, Claim]:
+    """Registered claims of ``kind`` (:data:`KINDS`), ordered by their number in DESIGN.md section 5."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    if kind == "theory":
+        import proofs_check.claims
+    else:
+        import proofs_check.real_claims  # noqa: F401  (imports torch: only when asked for)
+    chosen = [c for c in _REGISTRY.values() if c.kind == kind]
+    return {c.claim_id: c for c in sorted(chosen, key=lambda c: c.number)}
 
-    return {c.claim_id: c for c in sorted(_REGISTRY.values(), key=lambda c: c.number)}
 
-
-def select_claims(only: str | Sequence[str] | None) -> list[str]:
-    """Claim ids to run: all for ``None`` or empty, one for a string, else the given ids in registry order.
+def select_claims(only: str | Sequence[str] | None, kind: str = "theory") -> list[str]:
+    """Claim ids of ``kind`` to run: all for ``None`` or empty, one for a string, else the given ids in registry order.
 
     Raises ``ValueError`` naming the unknown ids and listing the registered ones.
     """
-    claims = available_claims()
+    claims = available_claims(kind)
     wanted = check_id_list(only, "only (claim ids)")
     if not wanted:
         return list(claims)
