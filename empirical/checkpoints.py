@@ -19,13 +19,14 @@ import io
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from empirical.records import atomic_write_bytes
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -94,20 +95,7 @@ def write_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> 
     complete newest or previous checkpoint.
     """
     path = Path(path)
-    data = checkpoint_bytes(state)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        if path.exists():
-            os.replace(path, path.with_name(PREVIOUS_CHECKPOINT_NAME))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, checkpoint_bytes(state), previous=path.with_name(PREVIOUS_CHECKPOINT_NAME))
 
 
 def read_checkpoint_bytes(data: bytes, source: str, map_location: Any = "cpu") -> dict[str, Any]:

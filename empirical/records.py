@@ -120,8 +120,14 @@ def _value_digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and ``os.replace``."""
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, previous: str | os.PathLike[str] | None = None
+) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and ``os.replace``.
+
+    With ``previous``, the file being replaced is first renamed there; the new file is complete on disk before
+    either rename, so at every moment the folder holds a complete newest or previous copy.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -130,6 +136,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
