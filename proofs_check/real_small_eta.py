@@ -35,6 +35,7 @@ from proofs_check.real_networks import (
     PairedGap,
     RealNetworkMethods,
     RealNetworkSetup,
+    check_paired,
     completed,
     distance_travelled,
     gap_result,
@@ -100,6 +101,9 @@ def _members(settings: Mapping[str, Any], setup: RealNetworkSetup, methods: Real
 
 def _gaps(results: Sequence[RunResult], settings: Mapping[str, Any], metric: str) -> list[PairedGap]:
     by_name = {r.name: r for r in results}
+    check_paired(
+        by_name, [(f"SGD,{eta},{s}", f"SGDM,{eta},{s}") for eta in settings["etas"] for s in settings["seeds"]]
+    )
     gaps = []
     for eta in settings["etas"]:
         sgd = [by_name[f"SGD,{eta},{s}"].metrics[metric] for s in settings["seeds"]]
@@ -130,7 +134,11 @@ def check_real_small_eta(setup: RealNetworkSetup, methods: RealNetworkMethods) -
                 distance_travelled(sgd_smallest_step, metric),
                 predicted_order=1.0,
                 x_name="eta",
-                details={"batch_size": settings["batch_size"], "sde_time": settings["sde_time"], "beta": 0.9},
+                details={
+                    "batch_size": settings["batch_size"],
+                    "sde_time": settings["sde_time"],
+                    "beta": settings["beta"],
+                },
                 fields=FIELDS,
             )
         )

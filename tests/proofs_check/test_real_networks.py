@@ -73,6 +73,22 @@ def test_gap_closes_calls_pure_noise_unresolved() -> None:
     assert gap_closes([0.04, 0.02, 0.01], noise, travelled=0.7).status == "unresolved"
 
 
+def test_a_zero_standard_error_is_a_verdict_not_a_crash() -> None:
+    # The wrong behaviour it catches: identical accuracies on every seed (SE 0) made the weights infinite and the
+    # claim an error instead of a verdict.
+    fit = decay_order([0.04, 0.02, 0.01], [0.01, 0.005, 0.0], [0.001, 0.001, 0.0])
+    assert np.isfinite(fit.order) and fit.low <= fit.order <= fit.high
+    same = paired_gap([0.8, 0.8, 0.8], [0.8, 0.8, 0.8])
+    assert gap_closes([0.04, 0.02, 0.01], [_gap(0.01, 0.001), _gap(0.005, 0.001), same], 0.7).status == "pass"
+
+
+def test_a_misfit_widens_the_order_interval() -> None:
+    # Points that no power law fits (chi-square per degree of freedom >> 1) must not give a narrow interval.
+    xs = [0.04, 0.02, 0.01, 0.005]
+    fit = decay_order(xs, [1.0, -1.0, 1.0, -1.0], [0.01] * 4)
+    assert fit.chi2_per_dof > 100 and fit.high - fit.low > 3.0
+
+
 def test_paired_gap_is_the_mean_difference_with_a_t_interval() -> None:
     gap = paired_gap([1.0, 2.0, 3.0, 4.0], [1.5, 2.4, 3.6, 4.5])
     differences = np.array([0.5, 0.4, 0.6, 0.5])
@@ -116,6 +132,13 @@ def test_regime_verdict_fails_the_shuffled_indicator_control() -> None:
     assert not verdict.passed
 
 
+def test_regime_verdict_fails_a_silent_indicator() -> None:
+    # An indicator that never predicts "SGDM better" gets every unresolved cell's sign right; it must still fail.
+    _, _, _, advantage = _constructed_grid()
+    silent = np.linspace(0.0, 0.5, 9)  # ranks the cells like the reference but stays below the threshold
+    assert not regime_verdict(silent, advantage).passed
+
+
 def test_regime_verdict_counts_a_diverged_sgd_run_as_momentum_winning() -> None:
     _, _, score, advantage = _constructed_grid()
     advantage[-1] = np.inf  # SGD diverged in the cell with the largest indicator
@@ -147,6 +170,19 @@ def test_stationary_ratio_equals_the_exact_lyapunov_losses_for_correlated_noise(
     )
     per_mode_noise = np.diag(basis.T @ noise @ basis)
     assert REAL_REFERENCE.stationary_ratio(curvatures, per_mode_noise, eta, beta) == pytest.approx(exact, rel=1e-10)
+
+
+def test_unpaired_runs_are_refused() -> None:
+    from types import SimpleNamespace
+
+    from proofs_check.real_networks import check_paired
+
+    runs = {
+        "a": SimpleNamespace(metrics={"batch_order_sha256": "x"}),
+        "b": SimpleNamespace(metrics={"batch_order_sha256": "y"}),
+    }
+    with pytest.raises(RuntimeError, match="same batches"):
+        check_paired(runs, [("a", "b")])
 
 
 def test_regime_score_thresholds() -> None:
