@@ -163,7 +163,10 @@ def test_true_statements_hold_within_the_ci_budget(bound_id: str, true_results) 
     result = true_results[bound_id]
     assert result.status == "holds" and result.passed, result.counterexample
     assert result.examples == CI_BUDGET and result.counterexample is None
-    assert math.isnan(result.max_ratio) or result.max_ratio <= 1.0 + 1e-9
+    # Rounding: a left side is a difference of O(eta) numbers (series_remainder: C_ii - c1 eta - c2 eta^2) with an
+    # absolute error of a few eps * scale; ratios are taken only where a side exceeds 1e-11 * scale (_worst), so a
+    # ratio can exceed 1 by rounding alone up to about 1e-15 / 1e-11 = 1e-4 (seen: 1 + 4.6e-9, order-dependent).
+    assert math.isnan(result.max_ratio) or result.max_ratio <= 1.0 + 1e-4
 
 
 def test_stationary_loss_depends_only_on_the_diagonal_of_the_rotated_noise() -> None:
