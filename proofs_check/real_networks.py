@@ -56,10 +56,12 @@ __all__ = [
     "completed",
     "decay_order",
     "distance_travelled",
+    "gap_claim_results",
     "gap_closes",
     "gap_result",
     "paired_gap",
     "run_real_networks",
+    "step_gaps",
 ]
 
 SCALES = ("tiny", "quick", "full")
@@ -447,6 +449,62 @@ def completed(results: Sequence[RunResult]) -> Sequence[RunResult]:
     if failed:
         raise RuntimeError(f"{len(failed)} run(s) did not complete, e.g. {failed[:3]}: no paired gap can be measured")
     return results
+
+
+#: The quantities whose SGDM - SGD gap E1 and E2 measure, with the label of each sub-result.
+GAP_METRICS = (("final_train_loss", "train_loss"), ("final_test_acc", "test_acc"))
+
+
+def step_gaps(results: Sequence[RunResult], steps: Sequence[Any], seeds: Sequence[int], metric: str) -> list[PairedGap]:
+    """Paired SGDM - SGD gaps in ``metric`` for each step label, from runs named ``SGD,STEP,SEED``/``SGDM,STEP,SEED``.
+
+    Raises ``RuntimeError`` (:func:`check_paired`) when a pair did not see the same batches.
+    """
+    runs = {r.name: r for r in results}
+    check_paired(runs, [(f"SGD,{step},{s}", f"SGDM,{step},{s}") for step in steps for s in seeds])
+    return [
+        paired_gap(
+            [runs[f"SGD,{step},{s}"].metrics[metric] for s in seeds],
+            [runs[f"SGDM,{step},{s}"].metrics[metric] for s in seeds],
+        )
+        for step in steps
+    ]
+
+
+def gap_claim_results(
+    claim_id: str,
+    reference: str,
+    statement: str,
+    results: Sequence[RunResult],
+    steps: Sequence[Any],
+    xs: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    x_name: str,
+    details: Mapping[str, Any],
+    fields: Sequence[str],
+) -> list[ClaimResult]:
+    """One :func:`gap_result` per quantity of :data:`GAP_METRICS` (E1, E2): step labels ``steps`` at sizes ``xs``.
+
+    The distance travelled is SGD's, at the smallest step (the run closest to the limit the gap closes towards).
+    """
+    closest = steps[int(np.argmin(np.asarray(xs, dtype=float)))]
+    sgd_closest = [r for r in results if r.name.startswith(f"SGD,{closest},")]
+    return [
+        gap_result(
+            f"{claim_id}.{label}",
+            reference,
+            f"{statement} ({label.replace('_', ' ')})",
+            xs,
+            step_gaps(results, steps, seeds, metric),
+            distance_travelled(sgd_closest, metric),
+            predicted_order=1.0,
+            x_name=x_name,
+            details=details,
+            fields=fields,
+        )
+        for metric, label in GAP_METRICS
+    ]
 
 
 def run_real_networks(

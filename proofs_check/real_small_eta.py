@@ -26,20 +26,16 @@ further in the same steps: the gap does not close and the claim fails.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from empirical.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from empirical.train import RunResult, train_members
+from empirical.train import train_members
 from proofs_check.real_networks import (
-    PairedGap,
     RealNetworkMethods,
     RealNetworkSetup,
-    check_paired,
     completed,
-    distance_travelled,
-    gap_result,
-    paired_gap,
+    gap_claim_results,
 )
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
@@ -99,19 +95,6 @@ def _members(settings: Mapping[str, Any], setup: RealNetworkSetup, methods: Real
     return members
 
 
-def _gaps(results: Sequence[RunResult], settings: Mapping[str, Any], metric: str) -> list[PairedGap]:
-    by_name = {r.name: r for r in results}
-    check_paired(
-        by_name, [(f"SGD,{eta},{s}", f"SGDM,{eta},{s}") for eta in settings["etas"] for s in settings["seeds"]]
-    )
-    gaps = []
-    for eta in settings["etas"]:
-        sgd = [by_name[f"SGD,{eta},{s}"].metrics[metric] for s in settings["seeds"]]
-        sgdm = [by_name[f"SGDM,{eta},{s}"].metrics[metric] for s in settings["seeds"]]
-        gaps.append(paired_gap(sgd, sgdm))
-    return gaps
-
-
 FIELDS = ("sgd", "sgdm")
 
 
@@ -120,26 +103,15 @@ def check_real_small_eta(setup: RealNetworkSetup, methods: RealNetworkMethods) -
     """E1: the paired gaps in final training loss and test accuracy against :math:`\\eta`, with verdicts."""
     settings = small_eta_settings(setup)
     results = completed(train_members(_members(settings, setup, methods), out=setup.runs_dir, quiet=not setup.progress))
-    smallest = min(settings["etas"])
-    sgd_smallest_step = [r for r in results if r.name.startswith(f"SGD,{smallest},")]
-    out = []
-    for metric, label in (("final_train_loss", "train_loss"), ("final_test_acc", "test_acc")):
-        out.append(
-            gap_result(
-                f"{CLAIM_ID}.{label}",
-                REFERENCE,
-                f"{STATEMENT} ({label.replace('_', ' ')})",
-                settings["etas"],
-                _gaps(results, settings, metric),
-                distance_travelled(sgd_smallest_step, metric),
-                predicted_order=1.0,
-                x_name="eta",
-                details={
-                    "batch_size": settings["batch_size"],
-                    "sde_time": settings["sde_time"],
-                    "beta": settings["beta"],
-                },
-                fields=FIELDS,
-            )
-        )
-    return out
+    return gap_claim_results(
+        CLAIM_ID,
+        REFERENCE,
+        STATEMENT,
+        results,
+        settings["etas"],
+        settings["etas"],
+        settings["seeds"],
+        x_name="eta",
+        details={"batch_size": settings["batch_size"], "sde_time": settings["sde_time"], "beta": settings["beta"]},
+        fields=FIELDS,
+    )

@@ -31,20 +31,16 @@ times the steps at :math:`\eta` - the learning rate never shrinks and the gap do
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from empirical.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from empirical.train import RunResult, train_members
+from empirical.train import train_members
 from proofs_check.real_networks import (
-    PairedGap,
     RealNetworkMethods,
     RealNetworkSetup,
-    check_paired,
     completed,
-    distance_travelled,
-    gap_result,
-    paired_gap,
+    gap_claim_results,
 )
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult
@@ -120,40 +116,20 @@ def _members(settings: Mapping[str, Any], setup: RealNetworkSetup, methods: Real
     return members
 
 
-def _gaps(results: Sequence[RunResult], settings: Mapping[str, Any], metric: str) -> list[PairedGap]:
-    by_name = {r.name: r for r in results}
-    check_paired(
-        by_name, [(f"SGD,{ell},{s}", f"SGDM,{ell},{s}") for ell in settings["ells"] for s in settings["seeds"]]
-    )
-    return [
-        paired_gap(
-            [by_name[f"SGD,{ell},{s}"].metrics[metric] for s in settings["seeds"]],
-            [by_name[f"SGDM,{ell},{s}"].metrics[metric] for s in settings["seeds"]],
-        )
-        for ell in settings["ells"]
-    ]
-
-
 @register(CLAIM_ID, 102, REFERENCE, STATEMENT, fields=FIELDS, kind="empirical")
 def check_real_svag(setup: RealNetworkSetup, methods: RealNetworkMethods) -> list[ClaimResult]:
     """E2: the paired gaps in final training loss and test accuracy against :math:`1/\\ell`, with verdicts."""
     settings = svag_settings(setup)
     results = completed(train_members(_members(settings, setup, methods), out=setup.runs_dir, quiet=not setup.progress))
-    largest = max(settings["ells"])
-    sgd_smallest_step = [r for r in results if r.name.startswith(f"SGD,{largest},")]
-    xs = [1.0 / ell for ell in settings["ells"]]
-    return [
-        gap_result(
-            f"{CLAIM_ID}.{label}",
-            REFERENCE,
-            f"{STATEMENT} ({label.replace('_', ' ')})",
-            xs,
-            _gaps(results, settings, metric),
-            distance_travelled(sgd_smallest_step, metric),
-            predicted_order=1.0,
-            x_name="one_over_ell",
-            details={"ells": settings["ells"], "eta": settings["eta"], "batch_size": settings["batch_size"]},
-            fields=FIELDS,
-        )
-        for metric, label in (("final_train_loss", "train_loss"), ("final_test_acc", "test_acc"))
-    ]
+    return gap_claim_results(
+        CLAIM_ID,
+        REFERENCE,
+        STATEMENT,
+        results,
+        settings["ells"],
+        [1.0 / ell for ell in settings["ells"]],
+        settings["seeds"],
+        x_name="one_over_ell",
+        details={"ells": settings["ells"], "eta": settings["eta"], "batch_size": settings["batch_size"]},
+        fields=FIELDS,
+    )
