@@ -2,7 +2,8 @@
 
 May import :mod:`theory`; nothing in :mod:`theory` imports this package.  The training stack
 (:mod:`empirical.data`, :mod:`empirical.models`, :mod:`empirical.config`, :mod:`empirical.train`,
-:mod:`empirical.ensemble`, :mod:`empirical.records`, :mod:`empirical.checkpoints`, :mod:`empirical.diagnostics`)
+:mod:`empirical.ensemble`, :mod:`empirical.records`, :mod:`empirical.checkpoints`, :mod:`empirical.diagnostics`,
+:mod:`empirical.sweep`)
 is imported here so that its public names are available as ``empirical.NAME``.
 """
 
@@ -50,10 +51,25 @@ from empirical.models import (
 from empirical.optim import NormalizedSGDM, check_weight_decay
 from empirical.records import CorruptRecordError, Record, ResultStore, config_key
 from empirical.svag import TrainSchedule, svag_combine, svag_loss, svag_schedule
+from empirical.sweep import (
+    EXECUTORS,
+    MissingDependencyError,
+    SweepJob,
+    SweepOutcome,
+    SweepPlan,
+    SweepSubmission,
+    local_parameters,
+    make_executor,
+    plan_sweep,
+    slurm_parameters,
+    submit_sweep,
+    wait_sweep,
+)
 from empirical.train import RunResult, load_run_model, resolve_device, run_experiment, train_members, train_run
 
 __all__ = [
     "DATASETS",
+    "EXECUTORS",
     "MODELS",
     "CorruptCheckpointError",
     "CorruptRecordError",
@@ -63,6 +79,7 @@ __all__ = [
     "Dataset",
     "EpochSampler",
     "FlatLoss",
+    "MissingDependencyError",
     "ModelConfig",
     "NormalizedSGDM",
     "OptimizerConfig",
@@ -72,6 +89,10 @@ __all__ = [
     "RunResult",
     "SequenceClassifier",
     "SvagConfig",
+    "SweepJob",
+    "SweepOutcome",
+    "SweepPlan",
+    "SweepSubmission",
     "TensorSplit",
     "TextSplit",
     "TopLayersClassifier",
@@ -90,6 +111,9 @@ __all__ = [
     "load_config",
     "load_dataset",
     "load_run_model",
+    "local_parameters",
+    "make_executor",
+    "plan_sweep",
     "random_crop_flip",
     "read_checkpoint",
     "resnet32",
@@ -97,11 +121,14 @@ __all__ = [
     "resolve_device",
     "run_experiment",
     "sharpness",
+    "slurm_parameters",
+    "submit_sweep",
     "svag_combine",
     "svag_loss",
     "svag_schedule",
     "train_ensemble",
     "train_members",
     "train_run",
+    "wait_sweep",
     "write_checkpoint",
 ]

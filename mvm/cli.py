@@ -16,7 +16,16 @@ Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survi
   experiment (:func:`empirical.train.run_experiment`); a damaged stored entry is exit 3 with a message naming its
   folder, and ``--recompute`` discards the config's entries and trains again.
 * ``mvm figures [--quick] [--only ID ...] [--out DIR] [--device cpu|cuda] [--data NAME=PATH]`` builds the
-  figures and tables (:func:`paper_figures.build_figures`): PNG, PDF and ``manifest.json``.
+  figures and tables (:func:`paper_figures.build_figures`): PNG, PDF and ``manifest.json``.  With
+  ``--executor local|slurm`` (and the cluster options of ``mvm sweep``) it first trains the figures' runs
+  (:func:`paper_figures.figure_run_members`) as submitit jobs into ``CACHE/runs`` and waits for them
+  (``--no-wait``: submit and exit), then builds the figures from the filled store.
+* ``mvm sweep CONFIG --executor local|slurm [--partition P --gpus-per-job N --cpus-per-job N --time MIN --mem GB
+  --array-parallelism N] [--out DIR] [--device D] [--jobs-folder DIR] [--wait/--no-wait]`` trains the members of a
+  config's grid as submitit jobs (:mod:`empirical.sweep`): finished members are skipped ("N finished, M
+  submitted"), the others resume from their checkpoints.  A job that fails (its error and log path printed) or a
+  run that does not complete is exit 1; submitit not installed is exit 2 (an environment the command cannot run
+  in, like ``mvm bounds`` without Hypothesis) with the line ``pip install 'marginal-momentum[cluster]'``.
 """
 
 from __future__ import annotations
@@ -137,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     figures.add_argument("--gallery", metavar="DIR", help="also write small PNG copies there (the README gallery)")
     figures.add_argument("--list", action="store_true", help="list the figure ids and exit")
     figures.add_argument("--no-progress", action="store_true", help="no progress output")
+    _add_cluster_options(figures, required=False)
 
     train = commands.add_parser("train", help="run one training experiment from a TOML config file")
     train.add_argument("config", help="path of the experiment's TOML file (see configs/)")
@@ -149,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs", help="results folder (default: runs)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    sweep = commands.add_parser(
+        "sweep", help="train a config's grid as cluster jobs (submitit: local subprocesses or Slurm), resumable"
+    )
+    sweep.add_argument("config", help="path of the experiment's TOML file (see configs/)")
+    sweep.add_argument("--out", default="runs", help="results folder shared by the jobs (default: runs)")
+    sweep.add_argument("--device", help="override the config's device: cpu, cuda or cuda:N")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bars in the job logs")
+    _add_cluster_options(sweep, required=True)
+
     bounds = commands.add_parser(
         "bounds", help="search the catalogue of inequalities for counterexamples against the exact theory (Hypothesis)"
     )
@@ -159,6 +178,34 @@ def build_parser() -> argparse.ArgumentParser:
     bounds.add_argument("--list", action="store_true", help="list the bound ids with their statements and exit")
     bounds.add_argument("--no-progress", action="store_true", help="no per-bound progress lines on stderr")
     return parser
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    """The submitit options shared by ``mvm sweep`` and ``mvm figures`` (:mod:`empirical.sweep`)."""
+    parser.add_argument(
+        "--executor",
+        choices=("local", "slurm"),
+        required=required,
+        help="run the training jobs as local subprocesses or as Slurm jobs (submitit)"
+        + ("" if required else "; default: train in this process"),
+    )
+    parser.add_argument("--partition", help="slurm: partition of the jobs")
+    parser.add_argument("--gpus-per-job", type=int, metavar="N", help="GPUs per job (local: GPUs a job sees)")
+    parser.add_argument("--cpus-per-job", type=int, metavar="N", help="slurm: CPUs per job")
+    parser.add_argument(
+        "--time", type=int, metavar="MINUTES", help="time limit of a job (slurm: requeued and resumed past it)"
+    )
+    parser.add_argument("--mem", type=float, metavar="GB", help="slurm: memory per job in GB")
+    parser.add_argument("--array-parallelism", type=int, metavar="N", help="slurm: most jobs of the array at once")
+    parser.add_argument(
+        "--jobs-folder", metavar="DIR", help="submitit's submission files and logs (default: RUNSTORE/.submitit)"
+    )
+    parser.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="wait for the jobs and report them (default), or print their ids and return at once",
+    )
 
 
 class FilesystemError(Exception):
@@ -298,6 +345,37 @@ def _figures(args: argparse.Namespace) -> int:
 
     for path in (args.out, args.cache, args.gallery):  # before any figure is computed
         check_writable_dir(path)
+    data = _parse_data(args.data)
+    if args.executor is None:
+        _reject_cluster_options(args, "--executor")
+    else:
+        from paper_figures import FigureContext, figure_run_members
+
+        context = FigureContext(
+            scale="quick" if args.quick else "full", device=args.device, cache_dir=Path(args.cache), data=data
+        )
+        listed = figure_run_members(args.only, context)
+        executor = _executor(args, context.runs_dir, [m.device for _, members, _ in listed for m in members])
+        submissions = [
+            _submit(
+                args,
+                executor,
+                members,
+                out=context.runs_dir,
+                label=f"{figure_id}: ",
+                vectorize=True,
+                discard_corrupt=True,
+                final_checkpoints=final_checkpoints,
+            )
+            for figure_id, members, final_checkpoints in listed
+        ]
+        if not args.wait:
+            print("figures not built yet: run the same command again once the jobs have finished")
+            return 0
+        outcome = _wait(submissions, incomplete_fails=False)  # a diverged run is data (a figure shows it)
+        if outcome:
+            print("figures not built: a training job failed", file=sys.stderr)
+            return outcome
 
     def report(outcome) -> None:
         origin = "computed" if outcome.computed else "cached"
@@ -312,7 +390,7 @@ def _figures(args: argparse.Namespace) -> int:
         out=args.out,
         cache_dir=args.cache,
         device=args.device,
-        data=_parse_data(args.data),
+        data=data,
         progress=not args.no_progress,
         recompute=args.recompute,
         gallery=args.gallery,
@@ -338,6 +416,113 @@ def _train(args: argparse.Namespace) -> int:
     for result in results:
         print(_run_line(result))
     return 0 if all(r.status == "completed" for r in results) else 1
+
+
+#: Cluster options that only ``--executor slurm`` uses.
+_SLURM_ONLY = ("partition", "cpus_per_job", "mem", "array_parallelism")
+_CLUSTER_OPTIONS = (*_SLURM_ONLY, "gpus_per_job", "time", "jobs_folder")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _reject_cluster_options(args: argparse.Namespace, needed: str) -> None:
+    given = [_option(name) for name in _CLUSTER_OPTIONS if getattr(args, name) is not None]
+    if not args.wait:
+        given.append("--no-wait")
+    if given:
+        raise ValueError(f"{', '.join(given)} need(s) {needed}")
+
+
+def _executor(args: argparse.Namespace, out: Path, devices: Sequence[str]):
+    """The submitit executor of ``--executor`` and its options (usage errors before anything is submitted);
+    local jobs see the GPUs ``devices`` (of the runs) name unless ``--gpus-per-job`` says otherwise."""
+    from empirical import local_parameters, make_executor, slurm_parameters
+
+    if args.executor == "local":
+        given = [_option(name) for name in _SLURM_ONLY if getattr(args, name) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --executor slurm only")
+        parameters = local_parameters(gpus_per_job=args.gpus_per_job, time_min=args.time, devices=devices)
+    else:
+        parameters = slurm_parameters(
+            partition=args.partition,
+            gpus_per_job=args.gpus_per_job,
+            cpus_per_job=args.cpus_per_job,
+            time_min=args.time,
+            mem_gb=args.mem,
+            array_parallelism=args.array_parallelism,
+        )
+    folder = Path(args.jobs_folder) if args.jobs_folder else Path(out) / ".submitit"
+    check_writable_dir(str(folder))
+    return make_executor(args.executor, folder, parameters)
+
+
+def _submit(args: argparse.Namespace, executor, members, *, out: Path, label: str = "", **options):
+    """Submit the unfinished members and say "N finished, M submitted" and the job ids and logs."""
+    from empirical import submit_sweep
+
+    submission = submit_sweep(members, executor, out=out, quiet=getattr(args, "quiet", False), **options)
+    plan = submission.plan
+    print(
+        f"{label}{len(plan.finished)} finished, {plan.submitted} submitted in {len(submission.jobs)} job(s) "
+        f"({args.executor}) -> {out}",
+        flush=True,
+    )
+    for job, call in submission.jobs:
+        print(f"  job {job.job_id}: {', '.join(call.names)} (log {job.paths.stdout})", flush=True)
+    return submission
+
+
+def _wait(submissions, incomplete_fails: bool = True) -> int:
+    """Wait for every job and report each as it ends: 0, or 1 when a job failed or (``incomplete_fails``) a run
+    did not complete."""
+    from empirical import wait_sweep
+
+    def report(job, call, outcome) -> None:
+        if isinstance(outcome, list):
+            print(f"job {job.job_id} done:", flush=True)
+            for result in outcome:
+                print("  " + _run_line(result), flush=True)
+        else:
+            print(
+                f"job {job.job_id} FAILED ({', '.join(outcome.names)}): {outcome.error}; log {outcome.stderr}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    jobs = failed = incomplete = 0
+    for submission in submissions:
+        if not submission.jobs:
+            continue
+        outcome = wait_sweep(submission, on_job=report)
+        jobs += len(submission.jobs)
+        failed += len(outcome.failures)
+        incomplete += sum(r.status != "completed" for r in outcome.results)
+    if jobs:
+        print(
+            f"{jobs - failed} of {jobs} job(s) finished"
+            + (f", {failed} failed" if failed else "")
+            + (f", {incomplete} run(s) did not complete" if incomplete else ""),
+            flush=True,
+        )
+    return 1 if failed or (incomplete and incomplete_fails) else 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from empirical import expand_grid, load_config
+
+    check_writable_dir(args.out)
+    config = load_config(args.config)
+    if args.device is not None:
+        config = dataclasses.replace(config, device=args.device)
+    members = expand_grid(config)
+    executor = _executor(args, Path(args.out), [m.device for m in members])
+    submission = _submit(args, executor, members, out=Path(args.out), vectorize=config.vectorize)
+    return _wait([submission]) if args.wait else 0
 
 
 def _run_line(result) -> str:
@@ -449,12 +634,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _print_output(function(args.latex, **options))
     if args.command == "verify":
         return _verify(args)
-    if args.command in ("figures", "train"):
+    if args.command in ("figures", "train", "sweep"):
         from empirical.records import CorruptRecordError
+        from empirical.sweep import CLUSTER_INSTALL_HINT, MissingDependencyError
 
-        run = _figures if args.command == "figures" else _train
+        run = {"figures": _figures, "train": _train, "sweep": _sweep}[args.command]
         try:
             return run(args)
+        except MissingDependencyError:  # an optional dependency, not installed: the environment cannot run it
+            print(f"mvm {args.command}: error: submitit is not installed: {CLUSTER_INSTALL_HINT}", file=sys.stderr)
+            return 2
         except CorruptRecordError as exc:  # stored data on disk, not the user's input: exit 3, the message names it
             print(
                 f"mvm {args.command}: error: {_one_line(exc)}; run again with --recompute to discard it and redo it",

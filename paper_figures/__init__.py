@@ -60,6 +60,7 @@ from paper_figures.registry import (
 )
 from paper_figures.runs import (
     discard_corrupt_entries,
+    figure_run_members,
     record_digest,
     train_figure_runs,
 )
@@ -176,6 +177,7 @@ __all__ = [
     "default_figures",
     "discard_corrupt_entries",
     "figure_cache_key",
+    "figure_run_members",
     "figure_style",
     "get_figure",
     "held_out_split",

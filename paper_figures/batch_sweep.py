@@ -442,5 +442,6 @@ BATCH_SWEEP_FIGURE = register(
         settings=batch_sweep_settings,
         compute=_compute,
         plot=_plot,
+        members=batch_sweep_members,
     )
 )

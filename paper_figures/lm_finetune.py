@@ -619,5 +619,7 @@ LM_FINETUNE_TABLE = register(
         settings=_settings,
         compute=_compute,
         plot=plot_lm_finetune,
+        members=lm_finetune_members,
+        final_checkpoints=False,
     )
 )

@@ -8,7 +8,7 @@ cached result; ``plot`` only draws cached data and never computes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,10 @@ class FigureSpec:
     (and, for tables, ``stem.md`` and ``stem.tex``) and returns the paths.  Bump ``version`` when the
     computation changes meaning, so old cached data is not reused.  ``default=False`` keeps a long computation
     (the verifier's power study) out of builds that name no IDs; ``--only ID`` builds it.
+
+    ``members(settings)``, for a figure built from training runs, lists the run configs ``compute`` trains (or
+    reuses), so ``mvm figures --executor`` can train them as cluster jobs first (:mod:`empirical.sweep`);
+    ``final_checkpoints=False`` when ``compute`` keeps no final checkpoint of them.
     """
 
     figure_id: str
@@ -113,6 +117,8 @@ class FigureSpec:
     plot: Callable[[Mapping[str, Any], Path], list[Path]]
     version: int = 1
     default: bool = True
+    members: Callable[[Mapping[str, Any]], Sequence[Any]] | None = None
+    final_checkpoints: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in FIGURE_KINDS:

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from empirical.config import RunConfig
 from empirical.records import CorruptRecordError, ResultStore
 from empirical.train import RunResult, train_members
-from paper_figures.registry import FigureContext
+from paper_figures.registry import FigureContext, default_figures, get_figure
 
-__all__ = ["discard_corrupt_entries", "record_digest", "train_figure_runs"]
+__all__ = ["discard_corrupt_entries", "figure_run_members", "record_digest", "train_figure_runs"]
 
 
 def discard_corrupt_entries(store: ResultStore, identities: Sequence[dict | str]) -> list[str]:
@@ -63,3 +63,21 @@ def train_figure_runs(
         discard_corrupt=True,
         final_checkpoints=final_checkpoints,
     )
+
+
+def figure_run_members(
+    only: Sequence[str] | str | None, context: FigureContext
+) -> list[tuple[str, list[RunConfig], bool]]:
+    """The training runs of the figures ``only`` (default: those a build without IDs makes) at ``context``.
+
+    One ``(figure_id, members, final_checkpoints)`` per figure built from training runs (a spec with
+    ``members``), in build order: what ``mvm figures --executor`` trains as cluster jobs before it builds them.
+    Unknown IDs, or paper-scale figures missing their ``--data``, are a ``ValueError`` before anything runs.
+    """
+    ids = ([only] if isinstance(only, str) else list(only)) if only else default_figures()
+    listed = []
+    for figure_id in ids:
+        spec = get_figure(figure_id)
+        if spec.members is not None:
+            listed.append((figure_id, list(spec.members(spec.settings(context))), spec.final_checkpoints))
+    return listed

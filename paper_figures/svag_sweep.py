@@ -314,5 +314,6 @@ SVAG_FIGURE = register(
         settings=svag_sweep_settings,
         compute=_compute,
         plot=_plot,
+        members=svag_sweep_members,
     )
 )
