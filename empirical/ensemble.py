@@ -39,8 +39,7 @@ from empirical.config import RunConfig
 from empirical.data import Dataset, EpochSampler, TensorSplit, derive_seed, random_crop_flip
 from empirical.models import build_model
 from empirical.records import ResultStore
-from empirical.svag import TrainSchedule
-from empirical.train import (
+from empirical.run import (
     CHECKPOINT_NAME,
     RunResult,
     at_least_float32,
@@ -53,6 +52,7 @@ from empirical.train import (
     run_info,
     run_metrics,
 )
+from empirical.svag import TrainSchedule
 from theory.svag import svag_coefficients
 
 __all__ = [
@@ -283,7 +283,7 @@ def train_ensemble(
     (and the rest trained).  ``dataset`` may pass data already prepared for the members.  ``resume``
     continues a killed ensemble from its checkpoint (without it, a checkpoint left by a killed ensemble is an
     error); ``recompute`` discards the members' entries and the group's checkpoint first; ``discard_corrupt``: see
-    :func:`empirical.train.claim_entry`.
+    :func:`empirical.run.claim_entry`.
     """
     members = list(members)
     if not members:
