@@ -24,9 +24,11 @@ import torch.nn.functional as F
 
 from empirical.config import RunConfig, config_from_dict
 from empirical.data import EpochSampler
+from empirical.experiment import run_experiment
 from empirical.models import build_model
 from empirical.optim import NormalizedSGDM
-from empirical.train import _Run, prepare_dataset, run_experiment
+from empirical.run import prepare_dataset
+from empirical.train import _Run
 
 
 def _config(model: dict, data: str, steps: int, batch: int, **extra: dict) -> RunConfig:

@@ -1,10 +1,21 @@
 """PyTorch side of marginal-momentum: optimizers, SVAG, data, models, training runs, records and diagnostics.
 
-May import :mod:`theory`; nothing in :mod:`theory` imports this package.  The training stack
-(:mod:`empirical.data`, :mod:`empirical.models`, :mod:`empirical.config`, :mod:`empirical.train`,
-:mod:`empirical.ensemble`, :mod:`empirical.records`, :mod:`empirical.checkpoints`, :mod:`empirical.diagnostics`,
-:mod:`empirical.sweep`)
-is imported here so that its public names are available as ``empirical.NAME``.
+May import :mod:`theory`; nothing in :mod:`theory` imports this package.  The training stack is imported here so that
+its public names are available as ``empirical.NAME``:
+
+* :mod:`empirical.optim` (normalized SGDM, eq. (3)) and :mod:`empirical.svag` (SVAG loss, gradient, schedule);
+* :mod:`empirical.data` (package: :mod:`~empirical.data.splits`, :mod:`~empirical.data.vision`,
+  :mod:`~empirical.data.image_folder`, :mod:`~empirical.data.text`; the registry in its ``__init__``),
+  :mod:`empirical.models` and :mod:`empirical.config`;
+* :mod:`empirical.run` (what the loop and the ensemble share: data preparation, evaluation, metrics, the run
+  store's entry protocol), :mod:`empirical.train` (the single-run loop), :mod:`empirical.ensemble` (vectorised
+  runs), :mod:`empirical.experiment` (the grid driver choosing between them);
+* :mod:`empirical.records`, :mod:`empirical.checkpoints` (run store and checkpoints) and
+  :mod:`empirical.diagnostics` (sharpness, gradient noise at a checkpoint);
+* :mod:`empirical.sweep` (grid members as submitit jobs, local or Slurm).
+
+Imports run one way: ``run`` <- ``train``, ``ensemble`` <- ``experiment``; ``diagnostics`` reads models through
+``run`` only.
 """
 
 from empirical.checkpoints import CorruptCheckpointError, read_checkpoint, write_checkpoint
@@ -39,6 +50,7 @@ from empirical.diagnostics import (
     sharpness,
 )
 from empirical.ensemble import train_ensemble
+from empirical.experiment import run_experiment, train_members
 from empirical.models import (
     MODELS,
     SequenceClassifier,
@@ -50,6 +62,7 @@ from empirical.models import (
 )
 from empirical.optim import NormalizedSGDM, check_weight_decay
 from empirical.records import CorruptRecordError, Record, ResultStore, config_key
+from empirical.run import RunResult, load_run_model, resolve_device
 from empirical.svag import TrainSchedule, svag_combine, svag_loss, svag_schedule
 from empirical.sweep import (
     EXECUTORS,
@@ -65,7 +78,7 @@ from empirical.sweep import (
     submit_sweep,
     wait_sweep,
 )
-from empirical.train import RunResult, load_run_model, resolve_device, run_experiment, train_members, train_run
+from empirical.train import train_run
 
 __all__ = [
     "DATASETS",

@@ -389,7 +389,7 @@ def diagnose_checkpoint(
     the run's batch size, final effective learning rate, momentum and SVAG factor, and the without-replacement
     batch covariance of its epoch sampler.  Models with dict inputs (language models) are not supported.
     """
-    from empirical.train import load_run_model
+    from empirical.run import load_run_model
 
     config, model, dataset = load_run_model(path, device)
     split = dataset.train

@@ -4,8 +4,9 @@ Members are :class:`empirical.config.RunConfig` runs that share data, model arch
 schedule shape and SVAG factor, and differ in seed (initialisation and batch order), effective learning
 rate, momentum, weight decay and SGD / normalized SGDM.  Their parameters are stacked along a leading
 member axis (``stack_module_state``); one ``vmap``-ed forward pass evaluates every member on its own
-mini-batch, one backward pass gives every member's gradient, and the update is the functional form of
-:class:`empirical.optim.NormalizedSGDM` (paper eq. (3)) with per-member hyper-parameters:
+mini-batch, one backward pass gives every member's gradient (of the SVAG loss :func:`empirical.svag.svag_loss`
+when :math:`\ell>1`), and the update is :func:`empirical.optim.normalized_sgdm_update_`, the arithmetic of
+:class:`empirical.optim.NormalizedSGDM` (paper eq. (3)), with per-member hyper-parameters:
 
 .. math:: g^{(i)}_k=\nabla\mathcal L^{(i)}_{\omega^{(i)}_k}(x^{(i)}_k)+\lambda_i x^{(i)}_k,\qquad
           m^{(i)}_{k+1}=\beta_i m^{(i)}_k+(1-\beta_i)g^{(i)}_k,\qquad
@@ -38,9 +39,9 @@ from empirical.checkpoints import CorruptCheckpointError, load_latest_checkpoint
 from empirical.config import RunConfig
 from empirical.data import Dataset, EpochSampler, TensorSplit, derive_seed, random_crop_flip
 from empirical.models import build_model
+from empirical.optim import normalized_sgdm_update_
 from empirical.records import ResultStore
-from empirical.svag import TrainSchedule
-from empirical.train import (
+from empirical.run import (
     CHECKPOINT_NAME,
     RunResult,
     at_least_float32,
@@ -53,7 +54,7 @@ from empirical.train import (
     run_info,
     run_metrics,
 )
-from theory.svag import svag_coefficients
+from empirical.svag import TrainSchedule, svag_loss
 
 __all__ = [
     "VECTORIZABLE_MODELS",
@@ -145,17 +146,13 @@ class _Ensemble:
         self.params = [params[name].detach().requires_grad_(True) for name in self.names]
         self.buffers = buffers
         self.momenta = [torch.zeros_like(p) for p in self.params]
-        self.shapes = [(len(members),) + (1,) * (p.dim() - 1) for p in self.params]
         table = [[s.lr_at(k) for s in self.schedules] for k in range(self.steps)]
         self.lr_table = torch.tensor(table, dtype=dtype, device=device)
         self.lr_float64 = torch.tensor(table, dtype=torch.float64)  # exact Python values for the curves
-        beta = torch.tensor([s.momentum for s in self.schedules], dtype=dtype, device=device)
+        # per-member hyper-parameters, one value per member (normalized_sgdm_update_ broadcasts them)
+        self.beta = torch.tensor([s.momentum for s in self.schedules], dtype=dtype, device=device)
         decay = torch.tensor([m.optimizer.weight_decay for m in members], dtype=dtype, device=device)
-        # per-member hyper-parameters as views that broadcast against each stacked parameter
-        self.beta = [beta.view(shape) for shape in self.shapes]
-        self.one_minus_beta = [(1.0 - beta).view(shape) for shape in self.shapes]
-        self.decay = [decay.view(shape) for shape in self.shapes] if bool((decay != 0).any()) else None
-        self.neg_lr_table = -self.lr_table
+        self.decay = decay if bool((decay != 0).any()) else None
         self.index_device = dataset.train.targets.device
         self.data = [_EnsembleData(members, dataset, stream, device) for stream in range(1 if self.ell == 1 else 2)]
         self.eval_train = evaluation_split(dataset.train, first.train.eval_train_samples, "eval-train")
@@ -176,19 +173,11 @@ class _Ensemble:
         """One step of every member; returns the mini-batch losses, shape (streams, members)."""
         params = dict(zip(self.names, self.params, strict=True))
         losses = torch.stack([self._losses(params, *data.batches(step)) for data in self.data])
-        if self.ell == 1:
-            objective = losses[0].sum()
-        else:
-            r1, r2 = svag_coefficients(self.ell)
-            objective = (r1 * losses[0] + r2 * losses[1]).sum()
-        grads = torch.autograd.grad(objective, self.params)
-        neg_eta = self.neg_lr_table[step]
-        with torch.no_grad():
-            for i, (p, m, g) in enumerate(zip(self.params, self.momenta, grads, strict=True)):
-                if self.decay is not None:
-                    g.addcmul_(self.decay[i], p)
-                m.mul_(self.beta[i]).addcmul_(self.one_minus_beta[i], g)
-                p.addcmul_(neg_eta.view(self.shapes[i]), m)
+        objective = (losses[0] if self.ell == 1 else svag_loss(losses[0], losses[1], self.ell)).sum()
+        grads = list(torch.autograd.grad(objective, self.params))
+        normalized_sgdm_update_(
+            self.params, grads, self.momenta, lr=self.lr_table[step], momentum=self.beta, weight_decay=self.decay
+        )
         return losses.detach()
 
     @torch.no_grad()
@@ -283,7 +272,7 @@ def train_ensemble(
     (and the rest trained).  ``dataset`` may pass data already prepared for the members.  ``resume``
     continues a killed ensemble from its checkpoint (without it, a checkpoint left by a killed ensemble is an
     error); ``recompute`` discards the members' entries and the group's checkpoint first; ``discard_corrupt``: see
-    :func:`empirical.train.claim_entry`.
+    :func:`empirical.run.claim_entry`.
     """
     members = list(members)
     if not members:

@@ -19,7 +19,7 @@ import torch
 from theory.params import check_learning_rate, check_momentum
 from theory.validation import check_bool, check_nonnegative
 
-__all__ = ["NormalizedSGDM", "check_weight_decay"]
+__all__ = ["NormalizedSGDM", "check_weight_decay", "normalized_sgdm_update_"]
 
 
 def check_weight_decay(weight_decay: float) -> float:
@@ -131,24 +131,81 @@ class NormalizedSGDM(torch.optim.Optimizer):
         return loss
 
     def _update_group(self, params: list[torch.Tensor], group: Mapping[str, Any]) -> None:
-        eta, beta = group["lr"], group["momentum"]
-        grads = [p.grad for p in params]
-        if group["weight_decay"] != 0.0:
-            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
-        if beta == 0.0:
-            torch._foreach_add_(params, grads, alpha=-eta)
-            return
-        buffers = []
-        for p in params:
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            buffers.append(state["momentum_buffer"])
-        torch._foreach_mul_(buffers, beta)
-        torch._foreach_add_(buffers, grads, alpha=1.0 - beta)
-        if group["nesterov"]:
-            direction = torch._foreach_mul(grads, 1.0 - beta)
-            torch._foreach_add_(direction, buffers, alpha=beta)
-        else:
-            direction = buffers
-        torch._foreach_add_(params, direction, alpha=-eta)
+        buffers = None
+        if group["momentum"] != 0.0:
+            buffers = []
+            for p in params:
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                buffers.append(state["momentum_buffer"])
+        normalized_sgdm_update_(
+            params,
+            [p.grad for p in params],
+            buffers,
+            lr=group["lr"],
+            momentum=group["momentum"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+        )
+
+
+@torch.no_grad()
+def normalized_sgdm_update_(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    buffers: list[torch.Tensor] | None,
+    *,
+    lr: float | torch.Tensor,
+    momentum: float | torch.Tensor,
+    weight_decay: float | torch.Tensor | None = 0.0,
+    nesterov: bool = False,
+) -> None:
+    r"""One step of paper eq. (3) in place on ``params`` and their momentum ``buffers`` (pure tensor arithmetic).
+
+    .. math::
+        g_k=\nabla f_{\omega_k}(x_k)+\lambda x_k,\qquad
+        m_{k+1}=\beta m_k+(1-\beta)\,g_k,\qquad
+        x_{k+1}=x_k-\eta\,m_{k+1}
+
+    (``nesterov``: :math:`x_{k+1}=x_k-\eta\big((1-\beta)g_k+\beta m_{k+1}\big)`), with ``grads`` the
+    :math:`\nabla f_{\omega_k}(x_k)`, ``lr`` :math:`=\eta`, ``momentum`` :math:`=\beta` and ``weight_decay``
+    :math:`=\lambda` (``None`` or ``0.0``: none).  The one implementation of the update for
+    :class:`NormalizedSGDM` and the vectorised ensemble (:mod:`empirical.ensemble`):
+
+    * Python floats, shared by every tensor (:class:`NormalizedSGDM`): PyTorch's ``foreach`` kernels; ``grads``
+      are left as they are, and ``buffers`` may be ``None`` when :math:`\beta=0` (SGD, no buffer kept);
+    * 1-D tensors holding one value per member of an ensemble, whose tensors stack the members along their
+      leading axis: each hyper-parameter broadcasts over its member's slice, ``grads`` are overwritten with
+      :math:`g_k`, and every member keeps a buffer (:math:`\beta_i=0` makes it :math:`g_k`, which is SGD).
+      ``nesterov`` is not available in this form.
+    """
+    if isinstance(lr, torch.Tensor):
+        if nesterov:
+            raise ValueError("nesterov momentum needs hyper-parameters given as floats")
+        if buffers is None:
+            raise ValueError("per-member hyper-parameters need a momentum buffer for every tensor")
+        one_minus_beta, neg_lr = 1.0 - momentum, -lr
+        for p, m, g in zip(params, buffers, grads, strict=True):
+            shape = (-1,) + (1,) * (p.dim() - 1)  # one value per member, broadcast over its slice
+            if weight_decay is not None:
+                g.addcmul_(weight_decay.view(shape), p)  # type: ignore[union-attr]
+            m.mul_(momentum.view(shape)).addcmul_(one_minus_beta.view(shape), g)  # type: ignore[union-attr]
+            p.addcmul_(neg_lr.view(shape), m)
+        return
+    eta, beta = lr, momentum
+    if weight_decay:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if beta == 0.0:
+        torch._foreach_add_(params, grads, alpha=-eta)
+        return
+    if buffers is None:
+        raise ValueError("momentum beta > 0 needs a momentum buffer for every tensor")
+    torch._foreach_mul_(buffers, beta)
+    torch._foreach_add_(buffers, grads, alpha=1.0 - beta)
+    if nesterov:
+        direction = torch._foreach_mul(grads, 1.0 - beta)
+        torch._foreach_add_(direction, buffers, alpha=beta)
+    else:
+        direction = buffers
+    torch._foreach_add_(params, direction, alpha=-eta)

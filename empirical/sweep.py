@@ -33,7 +33,7 @@ from empirical.config import RunConfig
 from empirical.records import CorruptRecordError, ResultStore
 
 if TYPE_CHECKING:
-    from empirical.train import RunResult
+    from empirical.run import RunResult
 
 __all__ = [
     "CLUSTER_INSTALL_HINT",

@@ -13,7 +13,7 @@ Subcommands exist only once they do real work:
 Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survived, or a run did not complete),
 2 usage or input error, 3 filesystem error (the message names the path).
 * ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--recompute] [--out DIR] [--quiet]`` runs one
-  experiment (:func:`empirical.train.run_experiment`); a damaged stored entry is exit 3 with a message naming its
+  experiment (:func:`empirical.experiment.run_experiment`); a damaged stored entry is exit 3 with a message naming its
   folder, and ``--recompute`` discards the config's entries and trains again.
 * ``mvm figures [--quick] [--only ID ...] [--out DIR] [--device cpu|cuda] [--data NAME=PATH]`` builds the
   figures and tables (:func:`paper_figures.build_figures`): PNG, PDF and ``manifest.json``.  With
@@ -401,7 +401,7 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from empirical.train import run_experiment
+    from empirical.experiment import run_experiment
 
     check_writable_dir(args.out)
     results = run_experiment(

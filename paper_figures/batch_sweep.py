@@ -49,7 +49,7 @@ from empirical.config import RunConfig, TrainConfig
 from empirical.data import fixed_subset, load_dataset
 from empirical.models import build_model
 from empirical.records import CorruptRecordError, ResultStore
-from empirical.train import RunResult, evaluate, load_final_checkpoint, resolve_device
+from empirical.run import RunResult, evaluate, load_final_checkpoint, resolve_device
 from paper_figures.image_experiments import (
     OPTIMIZER_LABELS,
     describe_setup,
@@ -282,7 +282,7 @@ def _held_out_accuracies(
     """Accuracy of each completed run's final parameters on the held-out split (``None`` if it diverged).
 
     The parameters come from the run's final checkpoint, read once, checked against the SHA-256 its record holds
-    and against its own digest, with ``weights_only=True`` (:func:`empirical.train.load_final_checkpoint`); the
+    and against its own digest, with ``weights_only=True`` (:func:`empirical.run.load_final_checkpoint`); the
     accuracies then live in the figure record, under its digest.  A damaged checkpoint is a
     :class:`empirical.records.CorruptRecordError`.
     """

@@ -51,7 +51,7 @@ import torch
 from empirical.config import DataConfig, ModelConfig, OptimizerConfig, RunConfig, TrainConfig
 from empirical.data import REVIEW_SNIPPET_CLASSES, TEXT_TASKS
 from empirical.records import ResultStore
-from empirical.train import RunResult
+from empirical.run import RunResult
 from paper_figures.image_experiments import OPTIMIZER_LABELS
 from paper_figures.registry import Computed, FigureContext, FigureSpec, register
 from paper_figures.runs import train_figure_runs

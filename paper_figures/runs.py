@@ -7,8 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from empirical.config import RunConfig
+from empirical.experiment import train_members
 from empirical.records import CorruptRecordError, ResultStore
-from empirical.train import RunResult, train_members
+from empirical.run import RunResult
 from paper_figures.registry import FigureContext, default_figures, get_figure
 
 __all__ = ["discard_corrupt_entries", "figure_run_members", "record_digest", "train_figure_runs"]

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from empirical.config import RunConfig, SvagConfig, TrainConfig
-from empirical.train import RunResult
+from empirical.run import RunResult
 from paper_figures.image_experiments import (
     OPTIMIZER_LABELS,
     describe_setup,

@@ -20,8 +20,8 @@ module's docstring says how); nothing is tuned until it passes, and a failed pre
 
 Scales: ``tiny`` (the tests: seconds), ``quick`` (``mvm verify --empirical --quick``: minutes on 2 CPU cores, data
 that ships with the package's dependencies, MNIST-1D), ``full`` (a GPU and the paper's data where a claim uses it).
-Runs go through :func:`empirical.train.train_members` into the run store ``CACHE/runs``, the store the figure builds
-use, so a finished run is never trained twice.
+Runs go through :func:`empirical.experiment.train_members` into the run store ``CACHE/runs``, the store the figure
+builds use, so a finished run is never trained twice.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import torch
 from scipy import stats
 
 from empirical.config import OptimizerConfig, SvagConfig
-from empirical.train import RunResult
+from empirical.run import RunResult
 from proofs_check.registry import available_claims, select_claims
 from proofs_check.result import ClaimResult, error_result
 

@@ -46,7 +46,8 @@ from scipy import stats
 
 from empirical.config import DataConfig, ModelConfig, OptimizerConfig, RunConfig, TrainConfig
 from empirical.diagnostics import diagnose_checkpoint
-from empirical.train import RunResult, train_members
+from empirical.experiment import train_members
+from empirical.run import RunResult
 from proofs_check.real_networks import RealNetworkMethods, RealNetworkSetup
 from proofs_check.registry import register
 from proofs_check.result import ClaimResult

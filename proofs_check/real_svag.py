@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from empirical.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from empirical.train import train_members
+from empirical.experiment import train_members
 from proofs_check.real_networks import (
     RealNetworkMethods,
     RealNetworkSetup,

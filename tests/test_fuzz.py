@@ -283,7 +283,7 @@ CLI_TOKENS = [
 
 def _stubbed_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace every expensive call of the CLI by a stub: what remains is parsing, validation and the exits."""
-    import empirical.train
+    import empirical.experiment
     import mvm.cli
     import paper_figures
     import proofs_check
@@ -293,7 +293,7 @@ def _stubbed_cli(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(proofs_check, "kill_matrix", lambda **_: types.SimpleNamespace(results={}, all_killed=True))
     monkeypatch.setattr(proofs_check, "format_kill_matrix", lambda *_a, **_k: "")
     monkeypatch.setattr(paper_figures, "build_figures", lambda *_a, **_k: None)
-    monkeypatch.setattr(empirical.train, "run_experiment", lambda *_a, **_k: [])
+    monkeypatch.setattr(empirical.experiment, "run_experiment", lambda *_a, **_k: [])
     monkeypatch.setattr(proofs_check.bounds, "search_bounds", lambda **_: [])
     stub_topics = {name: (text, lambda latex, **_: "derived") for name, (text, _) in mvm.cli.DERIVE_TOPICS.items()}
     monkeypatch.setattr(mvm.cli, "DERIVE_TOPICS", stub_topics)

@@ -33,8 +33,13 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
-    """``(line, absolute module name)`` of every import in ``source`` of module ``module``, anywhere in the file."""
+def imported_modules(
+    source: str, module: str, is_package: bool = False, with_names: bool = False
+) -> list[tuple[int, str]]:
+    """``(line, absolute module name)`` of every import in ``source`` of module ``module``, anywhere in the file.
+
+    ``with_names``: ``from X import y`` also counts as ``X.y`` (``y`` may be a submodule: ``from . import train``).
+    """
     package_parts = module.split(".") if is_package else module.split(".")[:-1]
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
@@ -47,6 +52,8 @@ def imported_modules(source: str, module: str, is_package: bool = False) -> list
             else:
                 name = node.module or ""
             found.append((node.lineno, name))
+            if with_names:
+                found += [(node.lineno, f"{name}.{alias.name}" if name else alias.name) for alias in node.names]
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             function = node.func
             called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
@@ -66,6 +73,27 @@ def layering_violations(source: str, module: str, is_package: bool = False) -> l
     ]
 
 
+#: Within the training stack: the modules a module must not import, so that the pieces the single-run loop and the
+#: ensemble share (``empirical.run``) sit below both, neither engine imports the other, and only the grid driver
+#: (``empirical.experiment``) imports both.  ``from empirical import train`` counts as importing ``empirical.train``.
+MODULE_FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "empirical.run": ("empirical.train", "empirical.ensemble", "empirical.experiment"),
+    "empirical.train": ("empirical.ensemble", "empirical.experiment"),
+    "empirical.ensemble": ("empirical.train", "empirical.experiment"),
+    "empirical.diagnostics": ("empirical.train", "empirical.ensemble", "empirical.experiment"),
+}
+
+
+def module_violations(source: str, module: str) -> list[str]:
+    """Imports in ``source`` of ``module`` of the modules :data:`MODULE_FORBIDDEN` rules out for it."""
+    forbidden = MODULE_FORBIDDEN.get(module, ())
+    return [
+        f"{module}:{line} imports {name}"
+        for line, name in imported_modules(source, module, with_names=True)
+        if name in forbidden
+    ]
+
+
 def _package_files() -> list[Path]:
     return sorted(path for package in PACKAGES for path in (ROOT / package).rglob("*.py"))
 
@@ -82,6 +110,40 @@ def test_dependency_direction() -> None:
     for path in _package_files():
         violations += layering_violations(path.read_text(encoding="utf-8"), _module_name(path), path.stem == "__init__")
     assert not violations, "\n".join(violations)
+
+
+def test_training_stack_module_structure() -> None:
+    """``empirical.run`` imports neither engine, the engines do not import each other, diagnostics no orchestrator."""
+    violations = []
+    for module in MODULE_FORBIDDEN:
+        path = ROOT / Path(*module.split(".")).with_suffix(".py")
+        violations += module_violations(path.read_text(encoding="utf-8"), module)
+    assert not violations, "\n".join(violations)
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("empirical.run", "from empirical.train import train_run\n"),
+        ("empirical.run", "def f():\n    from . import ensemble\n"),
+        ("empirical.ensemble", "from empirical import train\n"),
+        ("empirical.ensemble", "import empirical.experiment\n"),
+        ("empirical.train", "from empirical.ensemble import train_ensemble\n"),
+        ("empirical.diagnostics", "def load():\n    from empirical.train import load_run_model\n"),
+        ("empirical.diagnostics", "from empirical.experiment import run_experiment\n"),
+        ("empirical.diagnostics", "import empirical.train as train\n"),
+    ],
+)
+def test_module_checker_reports_a_violation(module: str, source: str) -> None:
+    """Negative controls: each fake source imports a module ruled out for its module once."""
+    violations = module_violations(source, module)
+    assert len(violations) == 1 and violations[0].startswith(f"{module}:"), violations
+
+
+def test_module_checker_accepts_the_shared_pieces() -> None:
+    source = "from empirical.run import load_run_model\nfrom .data import derive_seed\nimport empirical.models\n"
+    assert module_violations(source, "empirical.diagnostics") == []
+    assert module_violations("from empirical.train import train_run\n", "empirical.experiment") == []
 
 
 @pytest.mark.parametrize(

@@ -20,12 +20,12 @@ def _refuse(*_args, **_kwargs):
 
 @pytest.fixture
 def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    import empirical.train
+    import empirical.experiment
     import paper_figures
     import proofs_check
 
     monkeypatch.setattr(paper_figures, "build_figures", _refuse)
-    monkeypatch.setattr(empirical.train, "run_experiment", _refuse)
+    monkeypatch.setattr(empirical.experiment, "run_experiment", _refuse)
     monkeypatch.setattr(proofs_check, "run_all", _refuse)
 
 

@@ -10,8 +10,9 @@ import torch
 
 from empirical.config import config_from_dict, expand_grid
 from empirical.ensemble import train_ensemble, vectorizable_groups
+from empirical.experiment import run_experiment
 from empirical.records import ResultStore
-from empirical.train import CHECKPOINT_NAME, run_experiment
+from empirical.run import CHECKPOINT_NAME
 
 TOL = 1e-10  # float64: the ensemble and the loop differ only in floating-point evaluation order
 

@@ -29,8 +29,10 @@ from empirical.checkpoints import (
 )
 from empirical.config import config_from_dict, expand_grid, load_config
 from empirical.ensemble import ensemble_checkpoint_identity
+from empirical.experiment import run_experiment
 from empirical.records import CorruptRecordError, ResultStore
-from empirical.train import _Run, load_final_checkpoint, load_run_model, prepare_dataset, run_experiment, train_run
+from empirical.run import load_final_checkpoint, load_run_model, prepare_dataset
+from empirical.train import _Run, train_run
 from mvm.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

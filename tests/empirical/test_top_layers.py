@@ -22,7 +22,7 @@ from empirical.models import (
     encode_frozen_layers,
     tokenize_dataset,
 )
-from empirical.train import prepare_dataset
+from empirical.run import prepare_dataset
 
 TEXTS = (
     "a quiet film",

@@ -18,8 +18,10 @@ import torch
 
 from empirical.config import config_from_dict, load_config
 from empirical.diagnostics import diagnose_checkpoint
+from empirical.experiment import run_experiment
 from empirical.records import ResultStore
-from empirical.train import CHECKPOINT_NAME, load_run_model, resolve_device, run_experiment, train_run
+from empirical.run import CHECKPOINT_NAME, load_run_model, resolve_device
+from empirical.train import train_run
 from mvm.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

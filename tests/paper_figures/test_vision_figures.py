@@ -16,7 +16,7 @@ import empirical.train
 from empirical.checkpoints import CHECKPOINT_NAME
 from empirical.data import load_dataset
 from empirical.records import ResultStore, config_key
-from empirical.train import prepare_dataset
+from empirical.run import prepare_dataset
 from paper_figures import FigureContext, build_figures, mean_interval, paired_difference_interval
 from paper_figures.batch_sweep import (
     SweepRun,
