@@ -79,6 +79,9 @@ FORM_STABILITY: dict[str, str] = {
 _METHOD_LABEL = {"heavy_ball": "heavy-ball SGDM", "nesterov": "Nesterov SGDM", "sgd": "SGD"}
 #: Relative tolerance for symmetry and semi-definiteness checks of user matrices.
 MATRIX_RTOL = 1e-10
+#: Largest magnitude accepted for an entry of ``H`` or ``Sigma``: the exact formulas multiply two entries (and a
+#: learning rate) together, which overflows float64 (about 1.8e308) for entries beyond about 1e154.
+MATRIX_MAX_ENTRY = 1e150
 
 
 # --- validation --------------------------------------------------------------------------------------------
@@ -92,11 +95,18 @@ def _as_square(name: str, value: object) -> np.ndarray:
         raise ValueError(f"{name} must be a square (d, d) matrix with d >= 1, got shape {array.shape}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} must be finite; it contains NaN or inf")
+    largest = float(np.max(np.abs(array)))
+    if largest > MATRIX_MAX_ENTRY:
+        raise ValueError(
+            f"{name} has an entry of magnitude {largest:.3g}; entries must be at most {MATRIX_MAX_ENTRY:g} "
+            "(products of two entries must fit in float64)"
+        )
+    # scaled first and halved before adding, so entries near the largest float do not overflow the checks
     scale = max(1.0, float(np.max(np.abs(array))))
-    asymmetry = float(np.max(np.abs(array - array.T)))
-    if asymmetry > MATRIX_RTOL * scale:
-        raise ValueError(f"{name} must be symmetric; max |{name} - {name}^T| = {asymmetry:.3g}")
-    return (array + array.T) / 2.0
+    asymmetry = float(np.max(np.abs(array / scale - array.T / scale)))
+    if asymmetry > MATRIX_RTOL:
+        raise ValueError(f"{name} must be symmetric; max |{name} - {name}^T| = {asymmetry:.3g} x max |{name}|")
+    return array / 2.0 + array.T / 2.0
 
 
 def check_quadratic(H: object, Sigma: object) -> tuple[np.ndarray, np.ndarray]:

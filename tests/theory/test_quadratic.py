@@ -297,6 +297,10 @@ GOOD_H, GOOD_SIGMA = np.diag([1.0, 2.0]), np.eye(2)
         (GOOD_H, [[1.0, 2.0], [2.0, 1.0]], r"Sigma must be positive semi-definite .* smallest eigenvalue is -1"),
         ([[np.nan, 0.0], [0.0, 1.0]], GOOD_SIGMA, r"H must be finite"),
         (GOOD_H, [[1.0, 0.0], [0.0, np.inf]], r"Sigma must be finite"),
+        # found by tests/test_fuzz.py: (Sigma + Sigma^T) / 2 overflowed to inf with a RuntimeWarning
+        (GOOD_H, [[8.98846567431158e307]], r"Sigma has an entry of magnitude 8.99e\+307; entries must be at most"),
+        ([[1.0, -1e300], [1e300, 1.0]], GOOD_SIGMA, r"H has an entry of magnitude 1e\+300"),
+        ([[1e150, -1e150], [1e150, 1.0]], GOOD_SIGMA, r"H must be symmetric; max \|H - H\^T\| = 2 x max"),
         (GOOD_H, np.eye(3), r"same shape"),
         (np.ones(3), np.eye(3), r"H must be a square \(d, d\) matrix"),
         (np.ones((2, 3)), np.eye(2), r"H must be a square"),
