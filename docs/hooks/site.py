@@ -142,8 +142,8 @@ def _results_file(kind: str) -> tuple[Path | None, str]:
                 when = f"{stamp:%Y-%m-%d %H:%M} UTC (file time)"
             return path, f"Results read from `{relative}`, written {when}."
     return None, (
-        f"No results file: neither `{RESULTS[kind][0]}` (written by `make reproduce`) nor `{RESULTS[kind][1]}` "
-        "(written by `make docs-results`) exists, so this build shows no measured values."
+        f"No results file: neither `{RESULTS[kind][0]}` (written by `make reproduce`) nor a committed copy "
+        f"`{RESULTS[kind][1]}` exists, so this build shows no measured values."
     )
 
 
@@ -182,7 +182,8 @@ def _claim_page(claim: Any, results: list[dict[str, Any]], provenance: str, muta
         + ". The predictions come from the theory, never from the set under test.",
         "",
     ]
-    doc = inspect.getdoc(claim.check) or inspect.getdoc(inspect.getmodule(claim.check))
+    # the check's module documents the setting and the verdict rules; the check function may add to it
+    doc = "\n\n".join(d for d in (inspect.getdoc(inspect.getmodule(claim.check)), inspect.getdoc(claim.check)) if d)
     if doc:
         lines += ['???+ note "What the check measures (its documentation)"', ""]
         lines += ["    " + line if line else "" for line in rst_to_markdown(doc).splitlines()]
