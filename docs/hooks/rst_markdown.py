@@ -7,7 +7,8 @@ module rewrites the text when the docs are built, never the sources:
   becomes a ``$$ ... $$`` display block, which MathJax renders;
 * cross-reference roles (``:func:``, ``:class:``, ``:mod:``, ``:meth:``, ``:data:``, ``:attr:``, ``:exc:``)
   become code spans (``~a.b`` shows ``b``, as in Sphinx);
-* a run of ``>>>`` lines outside a fenced block becomes a ``pycon`` code block.
+* a run of ``>>>`` lines outside a fenced block becomes a ``pycon`` code block;
+* a module constant documented by ``#:`` comment lines (Sphinx's convention) gets them as its docstring.
 
 :class:`RstToMarkdown` applies :func:`rst_to_markdown` to every docstring griffe loads (it is listed under the
 mkdocstrings handler's ``extensions`` in ``mkdocs.yml``); the build hook applies it to module docstrings and claim
@@ -119,3 +120,16 @@ class RstToMarkdown(griffe.Extension):
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
             obj.docstring.value = rst_to_markdown(obj.docstring.value)
+
+    def on_attribute_instance(self, *, attr: griffe.Attribute, **kwargs: Any) -> None:
+        """A module constant documented by ``#:`` comments above it (Sphinx's convention): they are its docstring."""
+        if attr.docstring is not None or not attr.lineno or not isinstance(attr.parent, griffe.Module):
+            return
+        lines = attr.parent.lines
+        comment: list[str] = []
+        index = attr.lineno - 2
+        while index >= 0 and lines[index].lstrip().startswith("#:"):
+            comment.insert(0, lines[index].lstrip()[2:].strip())
+            index -= 1
+        if comment:
+            attr.docstring = griffe.Docstring(rst_to_markdown("\n".join(comment)), parent=attr, lineno=index + 2)

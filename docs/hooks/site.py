@@ -64,6 +64,17 @@ def _package_page(package: str) -> str:
             continue
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         rows.append(f"| `{name}` | {_first_line(path)} |")
+    # a public name that is also the name of a submodule (``theory.simulate`` the function and the module) is
+    # hidden by the module under ``::: package``: render it from where it is defined
+    import importlib
+
+    module = importlib.import_module(package)
+    shadowed = []
+    for name in getattr(module, "__all__", ()):
+        if (folder / f"{name}.py").is_file() or (folder / name / "__init__.py").is_file():
+            obj = getattr(module, name)
+            if getattr(obj, "__module__", None) and getattr(obj, "__qualname__", None):
+                shadowed += [f"::: {obj.__module__}.{obj.__qualname__}", "    options:", "      heading_level: 3", ""]
     return "\n".join(
         [
             f"# `{package}`",
@@ -83,8 +94,10 @@ def _package_page(package: str) -> str:
             "      show_root_heading: false",
             "      show_root_toc_entry: false",
             "      show_submodules: false",
+            "      show_if_no_docstring: true",
             "      heading_level: 3",
             "",
+            *shadowed,
         ]
     )
 

@@ -138,3 +138,17 @@ def test_generated_pages(site) -> None:
         page = (folder / "tutorials" / tutorial / "index.html").read_text(encoding="utf-8")
         assert "output" in page and "Not executed" not in page
     assert (folder / "assets" / "mathjax" / "tex-mml-chtml.js").is_file()
+
+
+@pytest.mark.parametrize("package", ["theory", "empirical", "proofs_check", "paper_figures"])
+def test_every_public_name_is_documented(site, package: str) -> None:
+    """Each name of ``package.__all__`` has a heading on its reference page (directly, or where it is defined)."""
+    import importlib
+
+    _, folder = site
+    page = (folder / "reference" / package / "index.html").read_text(encoding="utf-8")
+    names = importlib.import_module(package).__all__
+    missing = [
+        n for n in names if f'id="{package}.{n}"' not in page and not re.search(rf'id="{package}\.[\w.]*\.{n}"', page)
+    ]
+    assert not missing, f"{package}: no reference entry for {missing}"
