@@ -54,7 +54,8 @@ def _update(hasher: Any, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         tensor = value.detach().cpu().contiguous()
         hasher.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
-        hasher.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        # reshape(-1): a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes directly
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     elif isinstance(value, Mapping):
         hasher.update(f"D{len(value)}".encode())
         for key in sorted(value, key=repr):

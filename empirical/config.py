@@ -207,7 +207,8 @@ class TrainConfig:
     and accuracy on ``eval_test_samples`` test examples (all when 0; the subsets are fixed, the same for
     every seed and optimizer); ``checkpoint_every`` 0 never checkpoints; ``log_every`` steps between
     progress updates and divergence checks.  Under SVAG every duration is scaled by :math:`\\ell` in steps,
-    so curves line up in SDE time.
+    so curves line up in SDE time.  ``sync_batchnorm`` (data-parallel runs only, :mod:`empirical.distributed`)
+    normalises BatchNorm layers with the statistics of the global batch instead of each device's shard.
     """
 
     batch_size: int
@@ -225,12 +226,13 @@ class TrainConfig:
     log_every: int = 50
     dtype: str = "float32"
     amp_bf16: bool = False
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", _check_positive_int(self.batch_size, "train.batch_size"))
         check_choice(self.unit, "train.unit", UNITS)
         check_choice(self.dtype, "train.dtype", DTYPES)
-        for name in ("cosine", "amp_bf16"):
+        for name in ("cosine", "amp_bf16", "sync_batchnorm"):
             check_bool(getattr(self, name), f"train.{name}")
         object.__setattr__(self, "length", _check_duration(self.length, "train.length"))
         milestones = _check_milestones(self.milestones)
@@ -316,6 +318,8 @@ class RunConfig:
         del document["name"]
         if not self.data.train_subset:
             del document["data"]["train_subset"]  # so runs on the whole training set keep their keys
+        if not self.train.sync_batchnorm:
+            del document["train"]["sync_batchnorm"]  # likewise: runs with per-device BatchNorm keep their keys
         if not self.grid:
             del document["grid"], document["vectorize"]
         else:

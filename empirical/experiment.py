@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from empirical import distributed
 from empirical.config import RunConfig, expand_grid, load_config
 from empirical.data import Dataset
 from empirical.ensemble import train_ensemble, vectorizable_groups
@@ -70,6 +71,7 @@ def train_members(
     With ``vectorize`` the unfinished members that differ only in learning rate, momentum, weight decay,
     SGD/normalized SGDM or seed train together as one ``torch.func`` ensemble
     (:func:`empirical.ensemble.train_ensemble`); the others run one after another with :func:`train_run`.
+    In a data-parallel run (:mod:`empirical.distributed`) every member runs on its own, sharded over the ranks.
     Datasets are prepared once per distinct data/model/dtype (and few-shot seed) on the members' device.
     """
     members = list(members)
@@ -88,14 +90,19 @@ def train_members(
             )
         )
         if key not in datasets:
-            datasets[key] = prepare_dataset(member, resolve_device(member.device))
+            datasets[key] = distributed.rank0_first(lambda: prepare_dataset(member, resolve_device(member.device)))
         return datasets[key]
 
     store = ResultStore(out)
     pending = []
-    for index, member in enumerate(members):
+    vectorize = vectorize and not distributed.is_distributed()  # data-parallel runs train members one by one
+
+    def claim(member: RunConfig) -> RunResult | None:
         with store.lock(member.identity()):
-            cached = claim_entry(store, member, recompute=recompute, discard_corrupt=discard_corrupt)
+            return claim_entry(store, member, recompute=recompute, discard_corrupt=discard_corrupt)
+
+    for index, member in enumerate(members):
+        cached = distributed.on_rank0(lambda member=member: claim(member))
         if cached is not None:
             results[index] = cached
         else:

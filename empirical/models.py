@@ -85,11 +85,18 @@ class SmallCNN(nn.Module):
     Works on images ``(C, H, W)`` (2-D convolutions) and on signals ``(L,)`` or ``(C, L)`` (1-D
     convolutions, e.g. MNIST-1D).  ``downsample`` > 1 average-pools the input by that factor first: the
     convolutions then cost ``downsample**2`` times less on images, which is what lets a CPU train grids
-    of CNN ensembles in minutes (Fashion-MNIST at 14x14 keeps the classes apart).
+    of CNN ensembles in minutes (Fashion-MNIST at 14x14 keeps the classes apart).  ``batch_norm`` puts a
+    BatchNorm layer after each convolution.
     """
 
     def __init__(
-        self, input_shape: Sequence[int], num_classes: int, width: int = 32, hidden: int = 128, downsample: int = 1
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        width: int = 32,
+        hidden: int = 128,
+        downsample: int = 1,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         check_positive_int(downsample, "model.downsample")
@@ -99,18 +106,26 @@ class SmallCNN(nn.Module):
         if len(shape) not in (2, 3):
             raise ValueError(f"SmallCNN needs inputs of shape (L,), (C, L) or (C, H, W), got {tuple(input_shape)}")
         self.input_shape = shape
-        conv, pool, average = (
-            (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d) if len(shape) == 2 else (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+        conv, pool, average, norm = (
+            (nn.Conv1d, nn.MaxPool1d, nn.AvgPool1d, nn.BatchNorm1d)
+            if len(shape) == 2
+            else (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d)
         )
         spatial = [s // downsample // 4 for s in shape[1:]]
         if min(spatial) < 1:
             raise ValueError(f"SmallCNN pools by {downsample} and then twice by 2: input size {shape[1:]} is too small")
         self.pool_input = average(downsample) if downsample > 1 else nn.Identity()  # holds no parameters
+
+        def normed(channels: int) -> list[nn.Module]:
+            return [norm(channels)] if batch_norm else []
+
         self.features = nn.Sequential(
             conv(shape[0], width, 3, padding=1),
+            *normed(width),
             nn.ReLU(),
             pool(2),
             conv(width, 2 * width, 3, padding=1),
+            *normed(2 * width),
             nn.ReLU(),
             pool(2),
             nn.Flatten(),
@@ -462,10 +477,12 @@ def _mlp(dataset: Dataset, hidden: Sequence[int] = (128,)) -> nn.Module:
     return MLP(math.prod(dataset.input_shape), dataset.num_classes, hidden)
 
 
-def _small_cnn(dataset: Dataset, width: int = 32, hidden: int = 128, downsample: int = 1) -> nn.Module:
+def _small_cnn(
+    dataset: Dataset, width: int = 32, hidden: int = 128, downsample: int = 1, batch_norm: bool = False
+) -> nn.Module:
     if dataset.input_shape is None:
         raise ValueError(f"model 'small_cnn' needs numeric inputs; dataset {dataset.name!r} is text")
-    return SmallCNN(dataset.input_shape, dataset.num_classes, width, hidden, downsample)
+    return SmallCNN(dataset.input_shape, dataset.num_classes, width, hidden, downsample, batch_norm)
 
 
 def _resnet32(dataset: Dataset) -> nn.Module:
@@ -511,7 +528,12 @@ TEXT_MODELS = frozenset({"sequence_classifier"})
 #: every keyword of every builder in :data:`MODELS` has a check here).
 MODEL_OPTION_CHECKS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
     "mlp": {"hidden": lambda v, n: check_int_list(v, n, minimum=1, nonempty=False)},
-    "small_cnn": {"width": check_positive_int, "hidden": check_positive_int, "downsample": check_positive_int},
+    "small_cnn": {
+        "width": check_positive_int,
+        "hidden": check_positive_int,
+        "downsample": check_positive_int,
+        "batch_norm": check_bool,
+    },
     "resnet32": {},
     "resnet50": {"zero_init_residual": check_bool},
     "sequence_classifier": {

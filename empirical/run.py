@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from empirical import distributed
 from empirical.checkpoints import (
     CHECKPOINT_NAME,
     CorruptCheckpointError,
@@ -101,7 +102,11 @@ class RunResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``torch.device`` for ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``ValueError`` if CUDA is asked for but absent."""
+    """``torch.device`` for ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; ``ValueError`` if CUDA is asked for but absent.
+
+    In a data-parallel run ``"cuda"`` is this rank's ``cuda:LOCAL_RANK`` (:mod:`empirical.distributed`).
+    """
+    device = distributed.local_device(device)
     if device == "cpu":
         return torch.device("cpu")
     if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):

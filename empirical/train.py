@@ -43,6 +43,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from empirical import distributed
 from empirical.checkpoints import (
     CHECKPOINT_NAME,
     PREVIOUS_CHECKPOINT_NAME,
@@ -92,7 +93,9 @@ class _Run:
     """Everything one training run needs; :meth:`train` is the loop."""
 
     def __init__(self, config: RunConfig, dataset: Dataset, device: torch.device, quiet: bool) -> None:
-        self.config, self.dataset, self.device, self.quiet = config, dataset, device, quiet
+        self.config, self.dataset, self.device = config, dataset, device
+        self.quiet = quiet or distributed.rank() != 0
+        distributed.on_rank0(lambda: distributed.check_batch_size(config.train.batch_size))
         train_size = len(dataset.train)
         self.schedule: TrainSchedule = config.schedule(train_size)
         self.steps = self.schedule.steps
@@ -104,6 +107,8 @@ class _Run:
         )
         self.model = build_model(config.model.name, dataset, config.seed, **config.model.options)
         self.model.to(device=device, dtype=getattr(torch, config.train.dtype))
+        if config.train.sync_batchnorm:
+            self.model = distributed.convert_sync_batchnorm(self.model)
         self.model.train()
         self.optimizer = make_optimizer(config, list(self.model.parameters()), self.schedule.momentum)
         self.samplers = [
@@ -127,7 +132,7 @@ class _Run:
         }
 
     def save_checkpoint(self, path: Path) -> None:
-        write_checkpoint(path, self.state())
+        distributed.on_rank0(lambda: write_checkpoint(path, self.state()))  # the others wait for it
 
     def _check_checkpoint(self, state: dict[str, Any], path: Path) -> None:
         """Raise :class:`CorruptCheckpointError` unless ``state`` fits this run (fields, config, shapes)."""
@@ -151,7 +156,8 @@ class _Run:
 
     def load_checkpoint(self, folder: Path) -> bool:
         """Continue from the newest good checkpoint in ``folder`` (bad ones set aside); whether there was one."""
-        state = load_latest_checkpoint(folder, self.device, self._check_checkpoint)
+        where = "cpu" if distributed.is_distributed() else self.device  # rank 0 reads, every rank loads
+        state = distributed.on_rank0(lambda: load_latest_checkpoint(folder, where, self._check_checkpoint))
         if state is None:
             return False
         self.model.load_state_dict(state["model"])
@@ -167,13 +173,13 @@ class _Run:
         indices = self.samplers[stream].indices(step)
         if getattr(split, "streaming", False):
             generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "augment", stream, step))
-            inputs, targets = split.batch(indices, generator)
+            inputs, targets = distributed.shard(*split.batch(indices, generator))
             return _to_device(inputs, self.device), targets.to(self.device, non_blocking=True)
         inputs, targets = split.batch(indices)
         if self.dataset.augmentation == "crop_flip":
             generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "augment", stream, step))
             inputs = random_crop_flip(inputs, generator)
-        return inputs, targets
+        return distributed.shard(inputs, targets)  # augmentation drawn for the global batch, then sharded
 
     def _evaluate_row(self, running: float) -> dict[str, float]:
         batch = self.config.train.eval_batch_size
@@ -203,12 +209,13 @@ class _Run:
         streaming = getattr(self.dataset.train, "streaming", False)
         started = time.perf_counter() - progress.wall
         if progress.step == 0 and not progress.curves:
-            progress.curves.append(self._evaluate_row(math.nan))
+            progress.curves.append(distributed.on_rank0(lambda: self._evaluate_row(math.nan)))
         bar = _progress_bar(self.steps, progress.step, config.name, self.quiet)
         pending: list[torch.Tensor] = []
         pending_from = progress.step
         next_sync = self._next_sync(progress.step)
         sde_time = progress.sde_time
+        parameters = [p for p in model.parameters() if p.requires_grad]
         current_eta = None
         fetch = self._fetcher(ell)
         prefetch = ThreadPoolExecutor(max_workers=1) if streaming else None
@@ -239,6 +246,7 @@ class _Run:
                 else:
                     svag_loss(losses[0], losses[1], ell).backward()
                     pending.extend(item.detach() for item in losses)
+                distributed.average_gradients(parameters)  # shard means -> the global batch's mean gradient
                 try:
                     optimizer.step()
                 except (RuntimeError, OverflowError) as exc:
@@ -265,7 +273,7 @@ class _Run:
                 progress.wall = time.perf_counter() - started
                 if progress.step % self.eval_every == 0 or progress.step == self.steps:
                     running = progress.window_sum / max(1, progress.window_count)
-                    progress.curves.append(self._evaluate_row(running))
+                    progress.curves.append(distributed.on_rank0(lambda running=running: self._evaluate_row(running)))
                     progress.window_sum, progress.window_count = 0.0, 0
                 if self.checkpoint_every and progress.step % self.checkpoint_every == 0 and checkpoint_path:
                     self.save_checkpoint(checkpoint_path)
@@ -288,7 +296,7 @@ class _Run:
         split = self.dataset.train
         if ell == 1 and isinstance(split, TensorSplit) and self.dataset.augmentation is None:
             sampler = self.samplers[0]
-            return lambda step: [split.batch(sampler.indices(step))]
+            return lambda step: [split.batch(distributed.shard_indices(sampler.indices(step)))]
         return lambda step: self._batches(step, ell)
 
     def _batches(self, step: int, ell: int) -> list[tuple[Inputs, torch.Tensor]]:
@@ -298,7 +306,7 @@ class _Run:
         """Fold the pending mini-batch losses into the running mean; the first non-finite one's step, if any."""
         if not pending:
             return None
-        values = torch.stack(pending).double().cpu()
+        values = distributed.mean_over_ranks(torch.stack(pending).double()).cpu()  # the global batches' losses
         finite = torch.isfinite(values)
         if not bool(finite.all()):
             return first_step + int(torch.nonzero(~finite)[0, 0]) // per_step
@@ -338,8 +346,10 @@ def train_run(
     if config.grid:
         raise ValueError("train_run takes one run; use run_experiment for a config with a [grid]")
     store = ResultStore(out)
-    with store.lock(config.identity()):
-        cached = claim_entry(store, config, recompute=recompute, discard_corrupt=discard_corrupt)
+    with distributed.rank0_context(lambda: store.lock(config.identity())):  # rank 0 holds it for all ranks
+        cached = distributed.on_rank0(
+            lambda: claim_entry(store, config, recompute=recompute, discard_corrupt=discard_corrupt)
+        )
         if cached is not None:
             return cached
         return _train_run_locked(config, store, resume, quiet, dataset, final_checkpoint)
@@ -356,20 +366,34 @@ def _train_run_locked(
     device = resolve_device(config.device)
     folder = store.entry_dir(config.identity())
     checkpoint = folder / CHECKPOINT_NAME
-    if not resume and any((folder / name).exists() for name in (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME)):
-        raise ValueError(
-            f"{checkpoint} holds an unfinished run of this config: pass --resume to continue it, "
-            "or --recompute to start over"
-        )
-    run = _Run(config, dataset if dataset is not None else prepare_dataset(config, device), device, quiet)
+
+    def check_unfinished() -> None:
+        names = (CHECKPOINT_NAME, PREVIOUS_CHECKPOINT_NAME)
+        if not resume and any((folder / name).exists() for name in names):
+            raise ValueError(
+                f"{checkpoint} holds an unfinished run of this config: pass --resume to continue it, "
+                "or --recompute to start over"
+            )
+
+    distributed.on_rank0(check_unfinished)
+    if dataset is None:
+        dataset = distributed.rank0_first(lambda: prepare_dataset(config, device))
+    run = _Run(config, dataset, device, quiet)
     if resume:
         run.load_checkpoint(folder)
     diverged_at = run.train(checkpoint if run.checkpoint_every else None)
     status = "completed" if diverged_at is None else "diverged"
     if status == "completed" and final_checkpoint:
         run.save_checkpoint(checkpoint)  # the final parameters, for diagnostics at the end of training
-    elif not final_checkpoint:
-        checkpoint.unlink(missing_ok=True)
+    return distributed.on_rank0(lambda: _finish_run(run, store, diverged_at, final_checkpoint))
+
+
+def _finish_run(run: _Run, store: ResultStore, diverged_at: int | None, final_checkpoint: bool) -> RunResult:
+    """Rank 0's end of a run: drop the checkpoint if unwanted, write the record."""
+    config, device = run.config, run.device
+    status = "completed" if diverged_at is None else "diverged"
+    if not final_checkpoint:
+        (store.entry_dir(config.identity()) / CHECKPOINT_NAME).unlink(missing_ok=True)
     return finish_entry(
         store,
         config,
@@ -392,5 +416,7 @@ def _train_run_locked(
             run.progress.wall,
             engine="loop",
             resumed_from_step=run.progress.resumed_from,
+            world_size=distributed.world_size(),
+            backend=distributed.backend(),
         ),
     )

@@ -14,7 +14,8 @@ Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survi
 2 usage or input error, 3 filesystem error (the message names the path).
 * ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--recompute] [--out DIR] [--quiet]`` runs one
   experiment (:func:`empirical.experiment.run_experiment`); a damaged stored entry is exit 3 with a message naming its
-  folder, and ``--recompute`` discards the config's entries and trains again.
+  folder, and ``--recompute`` discards the config's entries and trains again.  ``--nproc N [--dist-backend B]``
+  trains data-parallel over N processes through ``torch.distributed.run`` (:mod:`empirical.distributed`).
 * ``mvm figures [--quick] [--only ID ...] [--out DIR] [--device cpu|cuda] [--data NAME=PATH]`` builds the
   figures and tables (:func:`paper_figures.build_figures`): PNG, PDF and ``manifest.json``.  With
   ``--executor local|slurm`` (and the cluster options of ``mvm sweep``) it first trains the figures' runs
@@ -158,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", default="runs", help="results folder (default: runs)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        help="data-parallel over N processes: relaunches through torch.distributed.run (each rank one shard of "
+        "every global batch; on cuda, one GPU per rank); the command also runs as is under torchrun",
+    )
+    train.add_argument(
+        "--dist-backend", choices=("gloo", "nccl"), help="process-group backend (default: nccl on cuda, else gloo)"
+    )
 
     sweep = commands.add_parser(
         "sweep", help="train a config's grid as cluster jobs (submitit: local subprocesses or Slurm), resumable"
@@ -401,20 +411,31 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from empirical import distributed
+    from empirical.config import load_config
     from empirical.experiment import run_experiment
 
+    if args.nproc is not None and args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     check_writable_dir(args.out)
-    results = run_experiment(
-        args.config,
-        device=args.device,
-        seed=args.seed,
-        resume=args.resume,
-        out=args.out,
-        quiet=args.quiet,
-        recompute=args.recompute,
-    )
-    for result in results:
-        print(_run_line(result))
+    if args.nproc is not None and args.nproc > 1 and not distributed.launched():
+        return _launch_train(args)
+    device = args.device or load_config(args.config).device
+    with distributed.session(device, args.dist_backend):
+        if args.nproc is not None and args.nproc != distributed.world_size():
+            raise ValueError(f"--nproc {args.nproc} differs from the launcher's world size {distributed.world_size()}")
+        results = run_experiment(
+            args.config,
+            device=args.device,
+            seed=args.seed,
+            resume=args.resume,
+            out=args.out,
+            quiet=args.quiet,
+            recompute=args.recompute,
+        )
+        if distributed.rank() == 0:
+            for result in results:
+                print(_run_line(result))
     return 0 if all(r.status == "completed" for r in results) else 1
 
 
@@ -525,6 +546,33 @@ def _sweep(args: argparse.Namespace) -> int:
     return _wait([submission]) if args.wait else 0
 
 
+def _launch_train(args: argparse.Namespace) -> int:
+    """``mvm train --nproc N``: check the batch sizes, then run the same command under ``torch.distributed.run``;
+    the exit code is rank 0's (written to a file named by :data:`empirical.distributed.EXIT_FILE_ENV`)."""
+    import subprocess
+    import tempfile
+
+    from empirical import distributed
+    from empirical.config import expand_grid, load_config
+
+    for member in expand_grid(load_config(args.config)):
+        distributed.check_batch_size(member.train.batch_size, args.nproc)
+    argv = ["train", args.config, "--out", args.out]  # no --nproc: torchrun's parser would take it for its own
+    for flag, value in (("--device", args.device), ("--seed", args.seed), ("--dist-backend", args.dist_backend)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += [flag for flag in ("--resume", "--recompute", "--quiet") if getattr(args, flag[2:])]
+    with tempfile.TemporaryDirectory(prefix="mvm-ddp-") as folder:
+        exit_file = Path(folder) / "exit_code"
+        env = {**os.environ, distributed.EXIT_FILE_ENV: str(exit_file)}
+        code = subprocess.run(distributed.launch_command(argv, args.nproc), env=env, check=False).returncode
+        if code == 0:
+            return 0
+        with contextlib.suppress(OSError, ValueError):
+            return int(exit_file.read_text())
+    return 1
+
+
 def _run_line(result) -> str:
     """One line per run: final metrics when it completed, the step and the labelled last finite ones when not."""
     metrics = result.metrics
@@ -617,6 +665,48 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _run_empirical(args: argparse.Namespace) -> int:
+    """``mvm figures``, ``mvm train`` or ``mvm sweep`` with their errors as exit codes 2 and 3 and one line on
+    stderr (in a data-parallel run an error raised on rank 0 and re-raised on the others is reported by rank 0
+    alone)."""
+    from empirical.distributed import from_rank0
+    from empirical.records import CorruptRecordError
+    from empirical.sweep import CLUSTER_INSTALL_HINT, MissingDependencyError
+
+    def report(exc: BaseException, text: str) -> None:
+        if not from_rank0(exc):
+            print(f"mvm {args.command}: error: {text}", file=sys.stderr)
+
+    run = {"figures": _figures, "train": _train, "sweep": _sweep}[args.command]
+    try:
+        return run(args)
+    except MissingDependencyError as exc:  # an optional dependency, not installed: the environment cannot run it
+        report(exc, f"submitit is not installed: {CLUSTER_INSTALL_HINT}")
+        return 2
+    except CorruptRecordError as exc:  # stored data on disk, not the user's input: exit 3, the message names it
+        report(exc, f"{_one_line(exc)}; run again with --recompute to discard it and redo it")
+        return 3
+    except (ValueError, FileNotFoundError) as exc:  # unknown ids, a missing config or --data path, a bad device
+        report(exc, _one_line(exc))
+        return 2
+    except FilesystemError as exc:
+        report(exc, str(exc))
+        return 3
+    except OSError as exc:  # an output that cannot be written, a config that cannot be read
+        report(exc, _os_error_message(exc))
+        return 3
+
+
+def _write_exit_code(code: int) -> None:
+    """Rank 0 of a run launched by ``mvm train --nproc`` leaves its exit code for the launching process."""
+    from empirical.distributed import EXIT_FILE_ENV
+
+    path = os.environ.get(EXIT_FILE_ENV)
+    if path and os.environ.get("RANK", "0") == "0":
+        with contextlib.suppress(OSError):
+            Path(path).write_text(str(code))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -635,30 +725,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "verify":
         return _verify(args)
     if args.command in ("figures", "train", "sweep"):
-        from empirical.records import CorruptRecordError
-        from empirical.sweep import CLUSTER_INSTALL_HINT, MissingDependencyError
-
-        run = {"figures": _figures, "train": _train, "sweep": _sweep}[args.command]
-        try:
-            return run(args)
-        except MissingDependencyError:  # an optional dependency, not installed: the environment cannot run it
-            print(f"mvm {args.command}: error: submitit is not installed: {CLUSTER_INSTALL_HINT}", file=sys.stderr)
-            return 2
-        except CorruptRecordError as exc:  # stored data on disk, not the user's input: exit 3, the message names it
-            print(
-                f"mvm {args.command}: error: {_one_line(exc)}; run again with --recompute to discard it and redo it",
-                file=sys.stderr,
-            )
-            return 3
-        except (ValueError, FileNotFoundError) as exc:  # unknown ids, a missing config or --data path, a bad device
-            print(f"mvm {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-            return 2
-        except FilesystemError as exc:
-            print(f"mvm {args.command}: error: {exc}", file=sys.stderr)
-            return 3
-        except OSError as exc:  # an output that cannot be written, a config that cannot be read
-            print(f"mvm {args.command}: error: {_os_error_message(exc)}", file=sys.stderr)
-            return 3
+        code = _run_empirical(args)
+        if args.command == "train":
+            _write_exit_code(code)
+        return code
     if args.command == "bounds":
         return _bounds(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse rejects unknown commands
