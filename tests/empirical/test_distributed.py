@@ -36,7 +36,7 @@ with distributed.session("cpu"):
     for path in sys.argv[2:]:
         run_experiment(path, out=sys.argv[1], quiet=True)
 """
-KILL_STEPS = 1500
+KILL_STEPS = 600
 
 
 def _document(name: str, steps: int = 30, **sections: dict) -> dict:
