@@ -31,7 +31,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 WORKER = """
 import sys
 from empirical import distributed
-from empirical.train import run_experiment
+from empirical.experiment import run_experiment
 with distributed.session("cpu"):
     for path in sys.argv[2:]:
         run_experiment(path, out=sys.argv[1], quiet=True)
