@@ -8,8 +8,9 @@ CPU, ``--dist-backend`` overrides) and a run on ``cuda`` uses ``cuda:LOCAL_RANK`
 **Sharding.**  At step :math:`k` every rank draws the *same* global mini-batch :math:`\omega_k` of size
 :math:`B` from the seeded :class:`empirical.data.EpochSampler` (and the same augmentation, drawn for the whole
 global batch with the single-process generator), and rank :math:`r` of :math:`W` keeps the contiguous slice
-:math:`\omega_k^{(r)}` of :math:`B/W` examples (``batch_size % world_size == 0`` is required).  After the
-backward pass the gradients are summed over ranks with one flattened ``all_reduce`` and divided by :math:`W`:
+:math:`\omega_k^{(r)}` of :math:`B/W` examples (``batch_size % world_size == 0`` is required; a streamed image
+folder decodes only the rank's shard, with the draws made for the global batch).  After the backward pass the
+gradients are summed over ranks with one flattened ``all_reduce`` and divided by :math:`W`:
 
 .. math:: \frac1W\sum_{r=0}^{W-1}\nabla\Big(\frac{W}{B}\sum_{i\in\omega_k^{(r)}}\ell_i(x_k)\Big)
           = \frac1B\sum_{i\in\omega_k}\nabla\ell_i(x_k) = \nabla\mathcal L_{\omega_k}(x_k).
@@ -76,6 +77,7 @@ __all__ = [
     "session",
     "shard",
     "shard_indices",
+    "shard_slice",
     "world_size",
 ]
 
@@ -153,6 +155,14 @@ def check_batch_size(batch_size: int, size: int | None = None, name: str = "trai
             f"{name}={batch_size} is not divisible by the world size {size} (processes): every rank takes an "
             f"equal shard of the global batch; choose a batch size that is a multiple of {size}"
         )
+
+
+def shard_slice(size: int) -> slice | None:
+    """This rank's contiguous :math:`1/W` of a global batch of ``size`` examples; ``None`` in a single process."""
+    if not is_distributed():
+        return None
+    part = size // world_size()
+    return slice(rank() * part, (rank() + 1) * part)
 
 
 def shard_indices(indices: torch.Tensor) -> torch.Tensor:

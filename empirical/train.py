@@ -27,7 +27,9 @@ Results go to a :class:`empirical.records.ResultStore` under ``out``, keyed by t
 record's digest).  Training an entry holds its lock (:meth:`empirical.records.ResultStore.lock`), so two
 processes never train one run twice.  The pieces the loop shares with the ensemble (data preparation,
 evaluation, metrics, the store's entry protocol) live in :mod:`empirical.run`; the grid driver that chooses
-between loop and ensemble is :mod:`empirical.experiment`.
+between loop and ensemble is :mod:`empirical.experiment`.  Under a process group (``mvm train --nproc N``,
+torchrun) the loop is data-parallel: each rank trains on its shard of every global batch, gradients and losses
+are averaged over ranks, and rank 0 alone holds the lock, evaluates and writes (:mod:`empirical.distributed`).
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ class _Run:
         indices = self.samplers[stream].indices(step)
         if getattr(split, "streaming", False):
             generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "augment", stream, step))
-            inputs, targets = distributed.shard(*split.batch(indices, generator))
+            part = distributed.shard_slice(len(indices))  # draws for the global batch, decoding of the shard
+            inputs, targets = split.batch(indices, generator) if part is None else split.batch(indices, generator, part)
             return _to_device(inputs, self.device), targets.to(self.device, non_blocking=True)
         inputs, targets = split.batch(indices)
         if self.dataset.augmentation == "crop_flip":

@@ -40,7 +40,9 @@ class ImageFolderSplit:
     10 tries, else the centred largest valid crop) to ``image_size`` and a random horizontal flip, with
     every draw taken from the batch's generator.  ``train=False``: resize the shorter side to
     ``resize_size`` and centre-crop ``image_size``.  Both normalise with the ImageNet channel statistics.
-    Decoding runs in ``num_workers`` threads (Pillow releases the GIL while decoding).
+    Decoding runs in ``num_workers`` threads (Pillow releases the GIL while decoding).  ``batch(..., part=s)``
+    decodes only the examples ``s`` of the batch, with the draws made for the whole batch (a data-parallel
+    rank's shard, :mod:`empirical.distributed`): the same images as slicing the whole batch's result.
     """
 
     paths: tuple[str, ...]
@@ -54,9 +56,10 @@ class ImageFolderSplit:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def batch(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> tuple[Inputs, torch.Tensor]:
-        rows = indices.tolist()
-        n = len(rows)
+    def batch(
+        self, indices: torch.Tensor, generator: torch.Generator | None = None, part: slice | None = None
+    ) -> tuple[Inputs, torch.Tensor]:
+        n = len(indices)
         if self.train:
             if generator is None:
                 raise ValueError("training batches of an image folder need a generator for their augmentation")
@@ -64,6 +67,9 @@ class ImageFolderSplit:
             flips = (torch.rand(n, generator=generator) < 0.5).tolist()
         else:
             draws, flips = [None] * n, [False] * n
+        if part is not None:
+            indices, draws, flips = indices[part], draws[part], flips[part]
+        rows = indices.tolist()
         with ThreadPoolExecutor(max_workers=max(1, self.num_workers)) as pool:
             arrays = list(pool.map(self._decode, [self.paths[i] for i in rows], draws, flips))
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)

@@ -210,3 +210,25 @@ def test_a_batch_size_that_does_not_split_is_exit_2_with_one_line(tmp_path: Path
     assert main(["train", str(path), "--out", str(tmp_path / "out"), "--quiet", "--nproc", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "train.batch_size=33" in err and "world size 2" in err, err
+
+
+def test_a_streamed_shard_decodes_the_images_of_the_global_batch(tmp_path: Path) -> None:
+    """An image-folder rank decodes only its shard, with the augmentation drawn for the whole global batch."""
+    import numpy as np
+    from PIL import Image
+
+    from empirical.data import load_image_folder
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(2):
+                pixels = rng.integers(0, 256, (int(rng.integers(20, 40)), int(rng.integers(20, 40)), 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / name / f"{i}.png")
+    split = load_image_folder(tmp_path, image_size=16, resize_size=18, num_workers=1).train
+    indices = torch.tensor([3, 0, 2, 1])
+    whole, targets = split.batch(indices, torch.Generator().manual_seed(5))
+    for part in (slice(0, 2), slice(2, 4)):
+        shard, shard_targets = split.batch(indices, torch.Generator().manual_seed(5), part)
+        assert torch.equal(shard, whole[part]) and torch.equal(shard_targets, targets[part])
