@@ -29,6 +29,9 @@ A config file has the sections below (``configs/*.toml`` holds worked examples, 
     lr_decay = 0.1
     eval_every = 1
     checkpoint_every = 10
+    precision = "bf16"                  # "fp32" | "bf16" | "fp16" (autocast; float32 master weights)
+    channels_last = true                # convnets: NHWC parameters and inputs (not part of the key)
+    compile = false                     # torch.compile the model (not part of the key)
 
     [svag]                              # Definition 5.1 through empirical.svag.svag_schedule
     ell = 4
@@ -79,6 +82,7 @@ __all__ = [
     "DTYPES",
     "MOMENTUM_SCALINGS",
     "OPTIMIZERS",
+    "PRECISIONS",
     "UNITS",
     "DataConfig",
     "ModelConfig",
@@ -94,6 +98,7 @@ __all__ = [
 OPTIMIZERS = ("sgd", "pytorch_sgdm", "normalized_sgdm")
 UNITS = ("epoch", "step")
 DTYPES = ("float32", "float64")
+PRECISIONS = ("fp32", "bf16", "fp16")
 MOMENTUM_SCALINGS = ("fixed", "underdamped")
 
 
@@ -209,6 +214,12 @@ class TrainConfig:
     progress updates and divergence checks.  Under SVAG every duration is scaled by :math:`\\ell` in steps,
     so curves line up in SDE time.  ``sync_batchnorm`` (data-parallel runs only, :mod:`empirical.distributed`)
     normalises BatchNorm layers with the statistics of the global batch instead of each device's shard.
+
+    ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) runs forward pass, loss and evaluation under autocast in
+    that dtype, fp16 with a gradient scaler; parameters and optimizer state stay in ``dtype``, which must then be
+    float32 (:mod:`empirical.precision`).  ``amp_bf16 = true`` is the old spelling of ``precision = "bf16"``
+    (accepted; the two spellings give one result key).  ``channels_last`` (convolutional models only) and
+    ``compile`` (:func:`torch.compile`) choose kernels, not the computed function, and are not part of the key.
     """
 
     batch_size: int
@@ -227,13 +238,25 @@ class TrainConfig:
     dtype: str = "float32"
     amp_bf16: bool = False
     sync_batchnorm: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batch_size", _check_positive_int(self.batch_size, "train.batch_size"))
         check_choice(self.unit, "train.unit", UNITS)
         check_choice(self.dtype, "train.dtype", DTYPES)
-        for name in ("cosine", "amp_bf16", "sync_batchnorm"):
+        check_choice(self.precision, "train.precision", PRECISIONS)
+        for name in ("cosine", "amp_bf16", "sync_batchnorm", "channels_last", "compile"):
             check_bool(getattr(self, name), f"train.{name}")
+        if self.amp_bf16 and self.precision == "fp32":  # the old spelling; an explicit precision wins (replace())
+            object.__setattr__(self, "precision", "bf16")
+        object.__setattr__(self, "amp_bf16", self.precision == "bf16")  # the legacy field, kept in step (keys)
+        if self.precision != "fp32" and self.dtype != "float32":
+            raise ValueError(
+                f"train.precision = {self.precision!r} needs train.dtype = 'float32' (autocast keeps float32 master "
+                f"weights), got train.dtype = {self.dtype!r}"
+            )
         object.__setattr__(self, "length", _check_duration(self.length, "train.length"))
         milestones = _check_milestones(self.milestones)
         if list(milestones) != sorted(set(milestones)) or any(m > self.length for m in milestones):
@@ -313,9 +336,19 @@ class RunConfig:
             )
 
     def identity(self) -> dict[str, Any]:
-        """The JSON-able dict that keys this run's results (everything but ``name``)."""
+        """The JSON-able dict that keys this run's results (everything but ``name``).
+
+        Fields added after results were stored leave the keys of the runs that do not use them unchanged:
+        ``data.train_subset`` appears only when set; ``train.precision`` only for ``"fp16"`` (fp32 and bf16 are
+        keyed, as before it existed, by ``train.amp_bf16`` = false / true); ``train.channels_last`` and
+        ``train.compile`` never (kernels, not the computed function), so a compiled run resumes uncompiled.
+        """
         document = dataclasses.asdict(self)
         del document["name"]
+        train = document["train"]
+        del train["channels_last"], train["compile"]
+        if train["precision"] != "fp16":
+            del train["precision"]
         if not self.data.train_subset:
             del document["data"]["train_subset"]  # so runs on the whole training set keep their keys
         if not self.train.sync_batchnorm:
@@ -384,6 +417,11 @@ def _build(cls: type, name: str, values: dict[str, Any]) -> Any:
         raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {allowed}")
     if name == "train" and "milestones" in values:
         values["milestones"] = _check_milestones(values["milestones"])
+    if name == "train" and values.get("amp_bf16") is True and values.get("precision", "bf16") != "bf16":
+        raise ValueError(
+            f"train.amp_bf16 = true (the old spelling of precision = 'bf16') contradicts "
+            f"train.precision = {values['precision']!r}: drop amp_bf16"
+        )
     try:
         return cls(**values)
     except TypeError as exc:  # a required key is missing
@@ -466,7 +504,7 @@ def load_config(path: str | Path) -> RunConfig:
 _GRID_PATHS = {
     "seed",
     *(f"optimizer.{name}" for name in _fields(OptimizerConfig)),
-    *(f"train.{name}" for name in ("batch_size", "length", "lr_decay", "warmup")),
+    *(f"train.{name}" for name in ("batch_size", "length", "lr_decay", "warmup", "precision")),
     "svag.ell",
     "svag.momentum_scaling",
 }
@@ -479,6 +517,8 @@ def _replace_path(config: RunConfig, path: str, value: Any) -> RunConfig:
     changes = {key: value}
     if path in ("optimizer.eta", "optimizer.lr"):  # the grid's rate replaces the base rate, whichever kind it was
         changes["lr" if key == "eta" else "eta"] = None
+    if path == "train.precision":  # the grid's precision replaces the base's, also one spelt amp_bf16
+        changes["amp_bf16"] = False
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
 
 

@@ -73,7 +73,8 @@ def _group_signature(config: RunConfig) -> str | None:
     opt = config.optimizer
     if config.model.name not in VECTORIZABLE_MODELS or opt.name not in VECTORIZABLE_OPTIMIZERS or opt.nesterov:
         return None
-    if config.data.name == "image_folder" or config.train.amp_bf16:
+    train = config.train
+    if config.data.name == "image_folder" or train.precision != "fp32" or train.channels_last or train.compile:
         return None
     identity = config.identity()
     identity.pop("seed")

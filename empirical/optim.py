@@ -71,6 +71,13 @@ class NormalizedSGDM(torch.optim.Optimizer):
     :meth:`step`, because ``param_groups`` is a public mutable list (a scheduler or a user may write a NaN into
     it) and a loaded state may come from anywhere; a bad value raises ``ValueError`` naming it before any
     parameter moves.
+
+    ``foreach`` chooses the implementation of the update (:func:`normalized_sgdm_update_`): PyTorch's multi-tensor
+    ``_foreach`` kernels (``True``; one kernel launch per operation for all tensors on a GPU) or a loop over the
+    tensors (``False``, the reference form).  ``None`` (default) takes ``_foreach`` wherever it exists, which is
+    every supported torch: on CUDA it saves the launches, and on the CPU the ``_foreach`` ops run the same
+    per-tensor kernels as the loop, so the two forms give bitwise equal iterates there (tested) and results stored
+    before the option existed stay as they were.  It is an attribute of the optimizer, not of its state dict.
     """
 
     def __init__(
@@ -80,6 +87,8 @@ class NormalizedSGDM(torch.optim.Optimizer):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        foreach: bool | None = None,
     ) -> None:
         defaults = {
             "lr": check_learning_rate(lr, "lr (effective learning rate eta)"),
@@ -87,6 +96,9 @@ class NormalizedSGDM(torch.optim.Optimizer):
             "weight_decay": check_weight_decay(weight_decay),
             "nesterov": check_bool(nesterov, "nesterov"),
         }
+        if foreach is not None:
+            check_bool(foreach, "foreach")
+        self.foreach = foreach
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -147,6 +159,7 @@ class NormalizedSGDM(torch.optim.Optimizer):
             momentum=group["momentum"],
             weight_decay=group["weight_decay"],
             nesterov=group["nesterov"],
+            foreach=self.foreach,
         )
 
 
@@ -160,6 +173,7 @@ def normalized_sgdm_update_(
     momentum: float | torch.Tensor,
     weight_decay: float | torch.Tensor | None = 0.0,
     nesterov: bool = False,
+    foreach: bool | None = None,
 ) -> None:
     r"""One step of paper eq. (3) in place on ``params`` and their momentum ``buffers`` (pure tensor arithmetic).
 
@@ -173,8 +187,10 @@ def normalized_sgdm_update_(
     :math:`=\lambda` (``None`` or ``0.0``: none).  The one implementation of the update for
     :class:`NormalizedSGDM` and the vectorised ensemble (:mod:`empirical.ensemble`):
 
-    * Python floats, shared by every tensor (:class:`NormalizedSGDM`): PyTorch's ``foreach`` kernels; ``grads``
-      are left as they are, and ``buffers`` may be ``None`` when :math:`\beta=0` (SGD, no buffer kept);
+    * Python floats, shared by every tensor (:class:`NormalizedSGDM`): PyTorch's ``_foreach`` kernels
+      (``foreach`` ``None`` or ``True``) or, with ``foreach=False``, the same operations tensor by tensor (the
+      reference form; bitwise equal on the CPU); ``grads`` are left as they are, and ``buffers`` may be ``None``
+      when :math:`\beta=0` (SGD, no buffer kept);
     * 1-D tensors holding one value per member of an ensemble, whose tensors stack the members along their
       leading axis: each hyper-parameter broadcasts over its member's slice, ``grads`` are overwritten with
       :math:`g_k`, and every member keeps a buffer (:math:`\beta_i=0` makes it :math:`g_k`, which is SGD).
@@ -194,13 +210,17 @@ def normalized_sgdm_update_(
             p.addcmul_(neg_lr.view(shape), m)
         return
     eta, beta = lr, momentum
+    if beta != 0.0 and buffers is None:
+        raise ValueError("momentum beta > 0 needs a momentum buffer for every tensor")
+    if foreach is False:
+        _reference_update_(params, grads, buffers, eta, beta, weight_decay or 0.0, nesterov)  # type: ignore[arg-type]
+        return
     if weight_decay:
         grads = torch._foreach_add(grads, params, alpha=weight_decay)
     if beta == 0.0:
         torch._foreach_add_(params, grads, alpha=-eta)
         return
-    if buffers is None:
-        raise ValueError("momentum beta > 0 needs a momentum buffer for every tensor")
+    assert buffers is not None
     torch._foreach_mul_(buffers, beta)
     torch._foreach_add_(buffers, grads, alpha=1.0 - beta)
     if nesterov:
@@ -209,3 +229,25 @@ def normalized_sgdm_update_(
     else:
         direction = buffers
     torch._foreach_add_(params, direction, alpha=-eta)
+
+
+def _reference_update_(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    buffers: list[torch.Tensor] | None,
+    eta: float,
+    beta: float,
+    weight_decay: float,
+    nesterov: bool,
+) -> None:
+    """Eq. (3) tensor by tensor: the operations of the ``_foreach`` form, in the same order, one tensor at a time."""
+    for index, (p, grad) in enumerate(zip(params, grads, strict=True)):
+        g = grad.add(p, alpha=weight_decay) if weight_decay else grad
+        if beta == 0.0:
+            p.add_(g, alpha=-eta)
+            continue
+        m = buffers[index]  # type: ignore[index]
+        m.mul_(beta)
+        m.add_(g, alpha=1.0 - beta)
+        direction = g.mul(1.0 - beta).add_(m, alpha=beta) if nesterov else m
+        p.add_(direction, alpha=-eta)

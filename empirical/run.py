@@ -48,6 +48,7 @@ from empirical.data import (
 )
 from empirical.models import TEXT_MODELS, build_model, encode_frozen_layers, tokenize_dataset
 from empirical.optim import NormalizedSGDM
+from empirical.precision import autocast, inputs_channels_last
 from empirical.records import CorruptRecordError, ResultStore
 from empirical.svag import TrainSchedule
 
@@ -213,9 +214,18 @@ def at_least_float32(logits: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, split: Any, batch_size: int, device: torch.device, amp_bf16: bool = False
+    model: nn.Module,
+    split: Any,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``split``, in batches of ``batch_size``."""
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on ``split``, in batches of ``batch_size``.
+
+    ``precision`` and ``channels_last``: as in training (:mod:`empirical.precision`), so an evaluation measures the
+    function that was trained; the loss is summed in float64 from logits in at least float32.
+    """
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -226,7 +236,9 @@ def evaluate(
             indices = torch.arange(start, min(start + batch_size, len(split)), device=index_device)
             inputs, targets = split.batch(indices)
             inputs, targets = _to_device(inputs, device), targets.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp_bf16):
+            if channels_last:
+                inputs = inputs_channels_last(inputs)
+            with autocast(device.type, precision):
                 logits = model(inputs)
             loss_sum += F.cross_entropy(at_least_float32(logits), targets, reduction="sum").double()
             correct += (logits.argmax(dim=1) == targets).sum()
@@ -326,7 +338,9 @@ def run_metrics(
 def run_info(
     config: RunConfig, dataset: Dataset, device: torch.device, model: nn.Module, wall: float, **extra: Any
 ) -> dict[str, Any]:
-    """The ``info`` of a run's record: seed, device, wall time, sizes, and ``extra`` (engine, resumption)."""
+    """The ``info`` of a run's record: seed, device, wall time, sizes, how it computed (``precision``,
+    ``channels_last``, ``compile``: not part of the key where they do not change the function) and ``extra``
+    (engine, resumption)."""
     return {
         "name": config.name,
         "seed": config.seed,
@@ -338,6 +352,10 @@ def run_info(
         "test_size": len(dataset.test),
         "steps_per_epoch": len(dataset.train) // config.train.batch_size,
         "num_parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": config.train.dtype,
+        "precision": config.train.precision,
+        "channels_last": config.train.channels_last,
+        "compile": config.train.compile,
         **extra,
     }
 

@@ -17,10 +17,19 @@ learning rate are pure functions of ``(seed, step)``, ``resume=True`` continues 
 numbers as an uninterrupted run on the same device; a corrupt checkpoint is set aside with a warning and the run
 continues from the previous one or from the start.
 
+Precision and kernels (:mod:`empirical.precision`): ``train.precision`` = ``"bf16"`` or ``"fp16"`` computes the
+loss above (and every evaluation) under autocast, float32 master weights and optimizer state; fp16 scales the loss
+by :math:`S` and takes the step :math:`x_{k+1}=x_k-\eta\,m_{k+1}` with :math:`m_{k+1}` built from
+:math:`\nabla(S\mathcal L)/S`, or skips it when that gradient holds an inf or NaN.  ``train.channels_last`` and
+``train.compile`` change kernels only; checkpoints hold the uncompiled model's ``state_dict``, so a compiled run
+resumes uncompiled and vice versa (to float32 rounding, not bitwise).
+
 Divergence: a non-finite mini-batch loss at step :math:`k`, or an update that overflows the parameters' dtype at
 step :math:`k`, stops the run with status ``"diverged"``, ``diverged_at_step`` = ``steps_completed`` = :math:`k`;
 its ``final_*`` metrics are ``None`` and ``last_finite`` holds the last evaluation (step and values) made before.
-A completed run that ends at chance accuracy with its train loss above the initial one gets a ``warning``.
+A step that fp16's gradient scaler skips for an inf or NaN
+gradient is not divergence (the loss was finite; the scale is lowered and the run goes on).  A completed run that
+ends at chance accuracy with its train loss above the initial one gets a ``warning``.
 
 Results go to a :class:`empirical.records.ResultStore` under ``out``, keyed by the config hash:
 ``record.json``, ``curves.csv`` and ``checkpoint.pt`` (the final parameters at the end, covered by the
@@ -56,6 +65,14 @@ from empirical.checkpoints import (
 from empirical.config import RunConfig
 from empirical.data import Dataset, EpochSampler, Inputs, TensorSplit, derive_seed, random_crop_flip
 from empirical.models import build_model
+from empirical.precision import (
+    autocast,
+    check_autocast_supported,
+    compile_model,
+    inputs_channels_last,
+    make_scaler,
+    to_channels_last,
+)
 from empirical.records import ResultStore
 from empirical.run import (
     RunResult,
@@ -112,6 +129,12 @@ class _Run:
         if config.train.sync_batchnorm:
             self.model = distributed.convert_sync_batchnorm(self.model)
         self.model.train()
+        check_autocast_supported(device.type, config.train.precision)
+        if config.train.channels_last:
+            to_channels_last(self.model, config.model.name)
+        # the module the loop calls; self.model (its parameters, its state_dict) stays the uncompiled one
+        self.forward: Any = compile_model(self.model) if config.train.compile else self.model
+        self.scaler = make_scaler(device.type, config.train.precision)
         self.optimizer = make_optimizer(config, list(self.model.parameters()), self.schedule.momentum)
         self.samplers = [
             EpochSampler(train_size, config.train.batch_size, config.seed, stream, _index_device(dataset.train))
@@ -131,6 +154,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "samplers": [sampler.state_dict() for sampler in self.samplers],
             "progress": progress,
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def save_checkpoint(self, path: Path) -> None:
@@ -164,6 +188,8 @@ class _Run:
             return False
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and isinstance(state.get("scaler"), dict):
+            self.scaler.load_state_dict(state["scaler"])
         self.progress = _Progress(**state["progress"])
         self.progress.resumed_from = self.progress.step
         return True
@@ -186,9 +212,9 @@ class _Run:
 
     def _evaluate_row(self, running: float) -> dict[str, float]:
         batch = self.config.train.eval_batch_size
-        amp = self.config.train.amp_bf16
-        train_loss, train_acc = evaluate(self.model, self.eval_train, batch, self.device, amp)
-        test_loss, test_acc = evaluate(self.model, self.eval_test, batch, self.device, amp)
+        kernels = (self.config.train.precision, self.config.train.channels_last)
+        train_loss, train_acc = evaluate(self.forward, self.eval_train, batch, self.device, *kernels)
+        test_loss, test_acc = evaluate(self.forward, self.eval_test, batch, self.device, *kernels)
         step = self.progress.step
         return {
             "step": step,
@@ -205,8 +231,8 @@ class _Run:
 
     def train(self, checkpoint_path: Path | None) -> int | None:
         """Run to the end (or to divergence); returns the step whose loss was not finite, else ``None``."""
-        config, progress, optimizer, model = self.config, self.progress, self.optimizer, self.model
-        ell, amp, device_type = config.svag.ell, config.train.amp_bf16, self.device.type
+        config, progress, optimizer, model = self.config, self.progress, self.optimizer, self.forward
+        ell, precision, device_type, scaler = config.svag.ell, config.train.precision, self.device.type, self.scaler
         native_lr = config.optimizer.native_lr
         lrs = [self.schedule.lr_at(k) for k in range(self.steps)]
         streaming = getattr(self.dataset.train, "streaming", False)
@@ -218,7 +244,7 @@ class _Run:
         pending_from = progress.step
         next_sync = self._next_sync(progress.step)
         sde_time = progress.sde_time
-        parameters = [p for p in model.parameters() if p.requires_grad]
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
         current_eta = None
         fetch = self._fetcher(ell)
         prefetch = ThreadPoolExecutor(max_workers=1) if streaming else None
@@ -238,20 +264,18 @@ class _Run:
                 else:
                     batches = fetch(step)
                 optimizer.zero_grad(set_to_none=True)
-                if amp:
-                    with torch.autocast(device_type, dtype=torch.bfloat16):
-                        losses = [F.cross_entropy(model(inputs), targets) for inputs, targets in batches]
-                else:
+                with autocast(device_type, precision):
                     losses = [F.cross_entropy(model(inputs), targets) for inputs, targets in batches]
-                if ell == 1:
-                    losses[0].backward()
-                    pending.append(losses[0].detach())
-                else:
-                    svag_loss(losses[0], losses[1], ell).backward()
-                    pending.extend(item.detach() for item in losses)
+                objective = losses[0] if ell == 1 else svag_loss(losses[0], losses[1], ell)
+                (objective if scaler is None else scaler.scale(objective)).backward()
+                pending.extend(item.detach() for item in losses)
                 distributed.average_gradients(parameters)  # shard means -> the global batch's mean gradient
                 try:
-                    optimizer.step()
+                    if scaler is None:
+                        optimizer.step()
+                    else:  # skips the step (no update) when the scaled gradients hold an inf or NaN
+                        scaler.step(optimizer)
+                        scaler.update()
                 except (RuntimeError, OverflowError) as exc:
                     if not is_overflow(exc):
                         raise
@@ -299,8 +323,12 @@ class _Run:
         split = self.dataset.train
         if ell == 1 and isinstance(split, TensorSplit) and self.dataset.augmentation is None:
             sampler = self.samplers[0]
-            return lambda step: [split.batch(distributed.shard_indices(sampler.indices(step)))]
-        return lambda step: self._batches(step, ell)
+            fetch = lambda step: [split.batch(distributed.shard_indices(sampler.indices(step)))]  # noqa: E731
+        else:
+            fetch = lambda step: self._batches(step, ell)  # noqa: E731
+        if self.config.train.channels_last:  # 4-D inputs in NHWC, like the model's parameters
+            return lambda step: [(inputs_channels_last(x), y) for x, y in fetch(step)]
+        return fetch
 
     def _batches(self, step: int, ell: int) -> list[tuple[Inputs, torch.Tensor]]:
         return [self._batch(step, stream) for stream in range(1 if ell == 1 else 2)]
@@ -421,5 +449,6 @@ def _finish_run(run: _Run, store: ResultStore, diverged_at: int | None, final_ch
             resumed_from_step=run.progress.resumed_from,
             world_size=distributed.world_size(),
             backend=distributed.backend(),
+            **({"loss_scale": run.scaler.get_scale()} if run.scaler is not None else {}),
         ),
     )
