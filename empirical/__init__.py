@@ -9,7 +9,8 @@ its public names are available as ``empirical.NAME``:
   :mod:`empirical.models` and :mod:`empirical.config`;
 * :mod:`empirical.run` (what the loop and the ensemble share: data preparation, evaluation, metrics, the run
   store's entry protocol), :mod:`empirical.train` (the single-run loop), :mod:`empirical.ensemble` (vectorised
-  runs), :mod:`empirical.experiment` (the grid driver choosing between them);
+  runs), :mod:`empirical.experiment` (the grid driver choosing between them), :mod:`empirical.precision`
+  (``train.precision``, ``channels_last``, ``compile`` for the loop);
 * :mod:`empirical.records`, :mod:`empirical.checkpoints` (run store and checkpoints) and
   :mod:`empirical.diagnostics` (sharpness, gradient noise at a checkpoint);
 * :mod:`empirical.sweep` (grid members as submitit jobs, local or Slurm).

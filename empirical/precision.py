@@ -42,6 +42,7 @@ __all__ = [
     "check_autocast_supported",
     "compile_model",
     "has_conv2d",
+    "inputs_channels_last",
     "make_scaler",
     "to_channels_last",
 ]
