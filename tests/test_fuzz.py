@@ -110,13 +110,22 @@ SECTIONS = ("data", "model", "optimizer", "train", "svag", "grid")
 KNOWN_KEYS = (
     "name eta lr momentum weight_decay nesterov batch_size length unit milestones lr_decay warmup cosine eval_every "
     "eval_train_samples eval_test_samples eval_batch_size checkpoint_every log_every dtype amp_bf16 precision "
-    "channels_last compile ell "
+    "sync_batchnorm channels_last compile ell "
     "momentum_scaling hidden width downsample zero_init_residual model_dir max_length dropout train_top_layers root "
     "few_shot_k train_subset test_fraction split_seed num_samples generator_seed num_workers image_size vectorize "
     "seed device optimizer.momentum optimizer.eta train.batch_size svag.ell"
 ).split()
 #: Keys whose values may legitimately be booleans; anywhere else a bool must be refused.
-BOOL_KEYS = {"nesterov", "cosine", "amp_bf16", "channels_last", "compile", "vectorize", "zero_init_residual"}
+BOOL_KEYS = {
+    "nesterov",
+    "cosine",
+    "amp_bf16",
+    "sync_batchnorm",
+    "channels_last",
+    "compile",
+    "vectorize",
+    "zero_init_residual",
+}
 
 
 @st.composite
