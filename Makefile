@@ -12,7 +12,7 @@ ifdef SLOW
 PYTEST_FLAGS += --slow
 endif
 
-.PHONY: reproduce gallery test lint bench docs docs-results clean
+.PHONY: reproduce gallery test lint bench docs docs-results gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,14 @@ docs: $(DOCS_STAMP)
 docs-results: $(STAMP)
 	$(BIN)/mvm verify --quick --json docs/results/verification_quick.json || [ $$? -eq 1 ]
 	$(BIN)/python -c "import json, subprocess, datetime as d; json.dump({'written': d.datetime.now(d.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'), 'command': 'mvm verify --quick --json docs/results/verification_quick.json', 'commit': subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}, open('docs/results/verification_quick.meta.json', 'w'), indent=2)"
+
+# GPU self-check (README "GPU self-check"): under 5 minutes on one GPU, with the torch already installed on the
+# machine (its CUDA build): no venv, no pip, runs from the source tree. Writes results/gpu_check.json and prints a
+# table; whatever is missing (CUDA, a module, a feature) is skipped with a message, and it exits 0.
+GPU_PYTHON ?= python3
+
+gpu-check:
+	PYTHONPATH=. $(GPU_PYTHON) -m bench.gpu_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache site

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from empirical.data.image_folder import (
+    DEFAULT_DECODE_WORKERS,
     IMAGE_EXTENSIONS,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -75,6 +76,7 @@ from theory.validation import check_int, check_nonnegative_int, check_options, c
 __all__ = [
     "DATASETS",
     "DATASET_OPTION_CHECKS",
+    "DEFAULT_DECODE_WORKERS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEFAULT_ROOT",
     "IMAGENET_MEAN",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from empirical.data.splits import (
 )
 
 __all__ = [
+    "DEFAULT_DECODE_WORKERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
@@ -30,6 +32,20 @@ __all__ = [
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Decoding threads of an image folder unless ``data.num_workers`` says otherwise.
+DEFAULT_DECODE_WORKERS = min(8, os.cpu_count() or 1)
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _decode_pool(workers: int) -> ThreadPoolExecutor:
+    """One long-lived pool per worker count, shared by every split and thread (no thread start-up per batch)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mvm-decode")
+        return pool
 
 
 @dataclass(frozen=True)
@@ -40,7 +56,10 @@ class ImageFolderSplit:
     10 tries, else the centred largest valid crop) to ``image_size`` and a random horizontal flip, with
     every draw taken from the batch's generator.  ``train=False``: resize the shorter side to
     ``resize_size`` and centre-crop ``image_size``.  Both normalise with the ImageNet channel statistics.
-    Decoding runs in ``num_workers`` threads (Pillow releases the GIL while decoding).  ``batch(..., part=s)``
+    The images of a batch are decoded concurrently in ``num_workers`` threads (Pillow releases the GIL while it
+    decodes and resizes); every random draw is taken before decoding starts and results are collected in
+    order, so a batch is bitwise the same for every worker count.  The training loop fetches the next batch
+    in a background thread meanwhile, so decoding overlaps with the device's compute.  ``batch(..., part=s)``
     decodes only the examples ``s`` of the batch, with the draws made for the whole batch (a data-parallel
     rank's shard, :mod:`empirical.distributed`): the same images as slicing the whole batch's result.
     """
@@ -50,7 +69,7 @@ class ImageFolderSplit:
     train: bool = False
     image_size: int = 224
     resize_size: int = 256
-    num_workers: int = 8
+    num_workers: int = DEFAULT_DECODE_WORKERS
     streaming: bool = field(default=True, init=False)
 
     def __len__(self) -> int:
@@ -70,8 +89,12 @@ class ImageFolderSplit:
         if part is not None:
             indices, draws, flips = indices[part], draws[part], flips[part]
         rows = indices.tolist()
-        with ThreadPoolExecutor(max_workers=max(1, self.num_workers)) as pool:
-            arrays = list(pool.map(self._decode, [self.paths[i] for i in rows], draws, flips))
+        paths = [self.paths[i] for i in rows]
+        workers = max(1, self.num_workers)
+        if workers == 1 or len(rows) <= 1:
+            arrays = [self._decode(*job) for job in zip(paths, draws, flips, strict=True)]
+        else:
+            arrays = list(_decode_pool(workers).map(self._decode, paths, draws, flips))
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -149,12 +172,13 @@ def load_image_folder(
     test_dir: str = "val",
     image_size: int = 224,
     resize_size: int = 256,
-    num_workers: int = 8,
+    num_workers: int = DEFAULT_DECODE_WORKERS,
 ) -> Dataset:
     """ImageNet-style tree ``root/{train_dir,test_dir}/CLASS/IMAGE`` as streamed splits.
 
     Class indices follow the sorted class-folder names of the training tree; the test tree must have the
-    same class folders.  Decoding uses Pillow (installed with matplotlib); no torchvision.
+    same class folders.  Decoding uses Pillow (installed with matplotlib); no torchvision.  ``num_workers``:
+    decoding threads per batch (default ``min(8, os.cpu_count())``); the batches do not depend on it.
     """
     root = Path(root)
     for sub in (train_dir, test_dir):

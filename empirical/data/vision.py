@@ -250,19 +250,23 @@ def random_crop_flip(images: torch.Tensor, generator: torch.Generator, padding: 
 
     Each image :math:`(C,H,W)` is zero-padded by ``padding`` pixels on every side, an :math:`H\times W`
     window at a uniform offset in :math:`\{0,\dots,2p\}^2` is cut out, and with probability 1/2 it is
-    mirrored left-right.  One gather for the whole batch; random draws come from ``generator`` (CPU).
+    mirrored left-right.  The random draws (two offsets and one flip bit per image, in that order) come from
+    ``generator``, a CPU generator, so a batch's augmentation depends only on the generator's seed and not on
+    the device; they are applied where ``images`` live (the training device, for data held there: CIFAR-10 on
+    a GPU is augmented on the GPU, as airbench does) with two gathers along rows and columns whose index
+    tensors are broadcast views (no Python loop over images, no index tensor the size of the batch).  The
+    result is a copy of input values, so it is bitwise the same on every device.
     """
     n, channels, height, width = images.shape
     device = images.device
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    if device.type != "cpu":
+        offsets, flips = offsets.to(device, non_blocking=True), flips.to(device, non_blocking=True)
     padded = F.pad(images, (padding, padding, padding, padding))
-    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(device)
-    flips = (torch.rand(n, generator=generator) < 0.5).to(device)
-    rows = offsets[0, :, None] + torch.arange(height, device=device)
-    cols = offsets[1, :, None] + torch.arange(width, device=device)
+    rows = offsets[0, :, None] + torch.arange(height, device=device)  # (n, H)
+    cols = offsets[1, :, None] + torch.arange(width, device=device)  # (n, W)
     cols = torch.where(flips[:, None], cols.flip(1), cols)
-    return padded[
-        torch.arange(n, device=device)[:, None, None, None],
-        torch.arange(channels, device=device)[None, :, None, None],
-        rows[:, None, :, None],
-        cols[:, None, None, :],
-    ]
+    padded_width = width + 2 * padding
+    cut_rows = padded.gather(2, rows[:, None, :, None].expand(n, channels, height, padded_width))
+    return cut_rows.gather(3, cols[:, None, None, :].expand(n, channels, height, width))

@@ -1,0 +1,187 @@
+"""``make gpu-check`` (bench/gpu_check.py) on a machine without a GPU: the tiny CPU mode runs every section's code,
+writes a complete JSON report, skips what is missing, and the plain command says there is no CUDA and exits 0."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bench import gpu_check
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("gpu-check") / "results" / "gpu_check.json"
+    report = gpu_check.run_check("cpu", tiny=True, out=out)
+    return report, out
+
+
+def test_tiny_cpu_mode_writes_the_whole_report(tiny_report: tuple[dict[str, Any], Path]) -> None:
+    report, out = tiny_report
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report, default=str))
+    assert not [p for p in out.parent.iterdir() if p.name != out.name]  # the atomic write left no temporary file
+    for key in ("schema", "created", "mode", "device", "device_name", "torch", "cuda", "python", "total_seconds"):
+        assert key in report, key
+    assert report["mode"] == "tiny" and report["device"] == "cpu" and report["torch"] == torch.__version__
+    sections = report["sections"]
+    assert list(sections) == list(gpu_check.SECTIONS)
+    for name, section in sections.items():
+        assert section["status"] in ("ok", "skipped"), (name, section)
+        assert 0 <= section["seconds"] <= section["budget_s"] + 5
+    optimizer = sections["optimizer"]["rows"]
+    assert optimizer["fixed_gradients_float64"] == 0.0 and optimizer["quadratic_float64"] == 0.0  # CPU vs CPU
+    assert 0 < optimizer["fixed_gradients_float32_vs_cpu_float64"] < 1e-4
+    assert sections["optimizer"]["flagged"] == []
+    variants = sections["resnet32"]["variants"]
+    for name in ("fp32", "bf16"):
+        assert variants[name]["status"] == "ok"
+        for key in ("ours_images_per_s", "bare_images_per_s"):
+            assert variants[name][key] > 0
+        assert variants[name]["overhead"] > -1
+    features = set(report["train_config_features"])
+    if "channels_last" in features:
+        assert variants["bf16+channels_last"]["status"] == "ok"
+    else:
+        assert "not available in this version" in variants["bf16+channels_last"]["reason"]
+    assert variants["bf16+channels_last+compile"]["status"] == "skipped"  # tiny mode compiles nothing
+    assert sections["ensemble"]["speedup"] > 0 and sections["ensemble"]["members"] == 2
+    assert sections["ddp"]["status"] == "skipped"
+    projection = sections["projection"]
+    assert set(projection["formula"]) >= {"figure2_train_images", "imagenet_member_train_images", "seconds"}
+    assert projection["figure2"]["fp32"]["hours_one_gpu"] > 0
+    assert projection["imagenet_member"]["hours_one_gpu"] > 0
+    assert report["total_seconds"] > 0  # about 30 s on an idle 2-core machine
+
+
+def test_table_names_every_measurement(tiny_report: tuple[dict[str, Any], Path], capsys: Any) -> None:
+    gpu_check.print_table(tiny_report[0])
+    text = capsys.readouterr().out
+    for needle in ("optimizer fixed_gradients_float64", "resnet32 fp32", "overhead", "ensemble", "ddp", "figure 2"):
+        assert needle in text, needle
+
+
+def test_figure2_image_count_follows_the_svag_schedule() -> None:
+    images = gpu_check.figure2_images()
+    per_run_epoch = (50000 // 512) * 512  # one epoch of ell = 1
+    # ell = 1: 1 batch per step; ell = 2, 4, 8: ell times the steps and two batches per step
+    assert images["train_images"] == 2 * 3 * 160 * per_run_epoch * (1 + 2 * 2 + 4 * 2 + 8 * 2)
+    assert images["eval_images"] == 2 * 3 * 4 * 161 * 20000
+    assert gpu_check.projected_seconds({"train_images": 300.0, "eval_images": 300.0}, 100.0) == pytest.approx(4.0)
+
+
+def test_a_missing_module_skips_its_section_with_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    real_import = builtins.__import__
+
+    def failing_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "empirical.ensemble":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    monkeypatch.setattr(gpu_check, "SECTIONS", ("optimizer", "ensemble"))
+    report = gpu_check.run_check("cpu", tiny=True, out=tmp_path / "gpu_check.json")
+    assert report["sections"]["ensemble"] == {
+        "status": "skipped",
+        "reason": "missing module empirical.ensemble",
+        "seconds": pytest.approx(report["sections"]["ensemble"]["seconds"]),
+        "budget_s": gpu_check.TINY.budgets["ensemble"],
+    }
+    assert report["sections"]["optimizer"]["status"] == "ok"
+    rows = gpu_check.table_rows(report)
+    assert ("ensemble", "skipped", "missing module empirical.ensemble") in rows
+
+
+def test_a_section_over_its_budget_stops_and_keeps_what_it_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    results: dict[str, Any] = {}
+    sizes = gpu_check.TINY
+    monkeypatch.setattr(gpu_check, "TINY", gpu_check.dataclasses.replace(sizes, budgets={**sizes.budgets, "ddp": 0.2}))
+    ctx = gpu_check.Context(torch.device("cpu"), gpu_check.TINY, 0.0, results)
+
+    def slow() -> None:
+        results["first"] = 1.0
+        while True:
+            sum(range(1000))
+
+    gpu_check._run_section("ddp", ctx, slow)
+    assert results["status"] == "timeout" and results["first"] == 1.0 and results["seconds"] < 5
+
+
+def test_a_failing_section_is_an_error_entry_not_a_crash() -> None:
+    results: dict[str, Any] = {}
+    ctx = gpu_check.Context(torch.device("cpu"), gpu_check.TINY, 0.0, results)
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    gpu_check._run_section("optimizer", ctx, broken)
+    assert results["status"] == "error" and "boom" in results["reason"] and "traceback" in results
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_plain_command_without_cuda_says_so_and_exits_0(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--out", str(tmp_path / "gpu_check.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == gpu_check.NO_CUDA
+    assert not (tmp_path / "gpu_check.json").exists()
+
+
+def test_main_without_cuda_in_process(capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 0
+    assert capsys.readouterr().out.strip() == gpu_check.NO_CUDA
+    assert gpu_check.main(["--device", "cpu"]) == 0
+    assert gpu_check.NO_CUDA in capsys.readouterr().out
+
+
+def test_variants_follow_the_train_config_fields() -> None:
+    before = {name: overrides for name, overrides, _, _ in gpu_check._variants({"amp_bf16"})}
+    assert before["fp32"] == {} and before["bf16"] == {"amp_bf16": True}
+    assert before["bf16+channels_last"] is None and before["bf16+channels_last+compile"] is None
+    after = {
+        name: overrides for name, overrides, _, _ in gpu_check._variants({"precision", "channels_last", "compile"})
+    }
+    assert after["bf16"] == {"precision": "bf16"}
+    assert after["bf16+channels_last+compile"] == {"precision": "bf16", "channels_last": True, "compile": True}
+
+
+def test_a_variant_that_fails_to_compile_is_skipped_with_its_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compiler(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("no C++ compiler here\nsecond line")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    variant = ("bf16+channels_last+compile", {}, {"bf16": True, "channels_last": True, "compile": True}, "")
+    monkeypatch.setattr(gpu_check, "_variants", lambda fields: [variant])
+    results: dict[str, Any] = {}
+    sizes = gpu_check.dataclasses.replace(gpu_check.TINY, compile=True)
+    ctx = gpu_check.Context(torch.device("cpu"), sizes, gpu_check.time.perf_counter() + 60, results)
+    gpu_check.section_resnet32(ctx)
+    entry = results["variants"]["bf16+channels_last+compile"]
+    assert entry == {"status": "skipped", "reason": "RuntimeError: no C++ compiler here"}
+    assert results["variants"]["fp32+crop_flip"]["ours_images_per_s"] > 0  # the other measurements go on
+
+
+@pytest.mark.slow
+def test_ddp_section_runs_two_gloo_processes_on_the_cpu() -> None:
+    results: dict[str, Any] = {}
+    ctx = gpu_check.Context(torch.device("cpu"), gpu_check.TINY, gpu_check.time.perf_counter() + 300, results)
+    gpu_check.section_ddp(ctx, cpu_backend="gloo")
+    assert results["backend"] == "gloo" and results["world_size"] == 2 and results["ratio"] > 0
