@@ -3,7 +3,14 @@ r"""Data-parallel training with :mod:`torch.distributed`: one global batch, shar
 ``mvm train CONFIG --nproc N`` re-launches itself through ``torch.distributed.run`` (torchrun; no launcher of
 our own), and ``torchrun --nproc_per_node N -m mvm train CONFIG`` works the same way: when the launcher has set
 ``RANK`` and ``WORLD_SIZE``, :func:`session` initialises the process group (``nccl`` on CUDA, ``gloo`` on the
-CPU, ``--dist-backend`` overrides) and a run on ``cuda`` uses ``cuda:LOCAL_RANK``.
+CPU, ``--dist-backend`` overrides) and a run on ``cuda`` uses ``cuda:LOCAL_RANK``.  A fixed ``cuda:N`` is rejected
+under a world size above 1 (every rank would share GPU ``N``): data-parallel runs name ``cuda``.  A Slurm job of
+``mvm sweep --gpus-per-job N`` (``N > 1``, one task per GPU) enters the same :func:`session` after
+:func:`export_slurm_environment` has set the same variables from Slurm's.
+
+**Timeout.**  Collectives wait at most ``--dist-timeout`` minutes (default :data:`DEFAULT_TIMEOUT_MIN`, two
+hours; torch's own default is 10 minutes for NCCL): rank 0 alone does long pieces of work (waiting for the store
+entry's lock, scanning or caching a dataset, evaluating) while the other ranks wait in a broadcast.
 
 **Sharding.**  At step :math:`k` every rank draws the *same* global mini-batch :math:`\omega_k` of size
 :math:`B` from the seeded :class:`empirical.data.EpochSampler` (and the same augmentation, drawn for the whole
@@ -47,6 +54,7 @@ size.  Vectorised ensembles are not data-parallel: under a process group the mem
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import pickle
 import sys
@@ -59,12 +67,15 @@ from torch import nn
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_TIMEOUT_MIN",
     "EXIT_FILE_ENV",
     "GlooSyncBatchNorm",
     "average_gradients",
     "backend",
     "check_batch_size",
+    "check_device",
     "convert_sync_batchnorm",
+    "export_slurm_environment",
     "from_rank0",
     "is_distributed",
     "launch_command",
@@ -85,6 +96,8 @@ T = TypeVar("T")
 BACKENDS = ("gloo", "nccl")
 #: Environment variable naming the file where rank 0 writes its exit code for ``mvm train --nproc`` to return.
 EXIT_FILE_ENV = "MVM_DDP_EXIT_FILE"
+#: Minutes a collective waits for the other ranks (``--dist-timeout``) before the process group aborts.
+DEFAULT_TIMEOUT_MIN = 120.0
 #: Attribute set on an exception raised on rank 0 and re-raised on the other ranks (reported once, by rank 0).
 _FROM_RANK0 = "_mvm_from_rank0"
 
@@ -117,23 +130,53 @@ def from_rank0(exc: BaseException) -> bool:
     return bool(getattr(exc, _FROM_RANK0, False))
 
 
+def _launched_world_size() -> int:
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def check_device(device: str, size: int | None = None) -> None:
+    """``ValueError`` for a fixed ``cuda:N`` under a world size (default: the launcher's) above 1: every rank
+    would train on the same GPU; a data-parallel run names ``cuda`` and each rank takes ``cuda:LOCAL_RANK``."""
+    size = _launched_world_size() if size is None else size
+    if size > 1 and device.startswith("cuda:"):
+        raise ValueError(
+            f"device {device!r} names one GPU but the run has {size} processes: every rank would train on it; "
+            "use device 'cuda' (each rank takes cuda:LOCAL_RANK), or CUDA_VISIBLE_DEVICES to choose the GPUs"
+        )
+
+
 @contextlib.contextmanager
-def session(device: str, backend_name: str | None = None) -> Iterator[None]:
+def session(device: str, backend_name: str | None = None, timeout_min: float | None = None) -> Iterator[None]:
     """Initialise the process group when launched by torchrun (else nothing) and destroy it at the end.
 
     ``backend_name`` defaults to ``nccl`` for a CUDA ``device`` and ``gloo`` otherwise; under CUDA each rank
-    takes ``cuda:LOCAL_RANK`` (:func:`local_device`).
+    takes ``cuda:LOCAL_RANK`` (:func:`local_device`; a fixed ``cuda:N`` raises ``ValueError``).  Collectives
+    wait at most ``timeout_min`` minutes (default :data:`DEFAULT_TIMEOUT_MIN`).  The device error is raised on
+    every rank and reported by rank 0 alone.
     """
     if not launched() or dist.is_initialized():
         yield
         return
-    if backend_name is None:
-        backend_name = "nccl" if device.startswith("cuda") else "gloo"
-    if backend_name not in BACKENDS:
-        raise ValueError(f"--dist-backend must be one of {list(BACKENDS)}, got {backend_name!r}")
+    if timeout_min is None:
+        timeout_min = DEFAULT_TIMEOUT_MIN
+    try:
+        if isinstance(timeout_min, bool) or not isinstance(timeout_min, int | float) or not timeout_min > 0:
+            raise ValueError(f"--dist-timeout must be a positive number of minutes, got {timeout_min!r}")
+        if backend_name is None:
+            backend_name = "nccl" if device.startswith("cuda") else "gloo"
+        if backend_name not in BACKENDS:
+            raise ValueError(f"--dist-backend must be one of {list(BACKENDS)}, got {backend_name!r}")
+        check_device(device)
+    except ValueError as exc:  # the same on every rank: rank 0 reports it
+        if os.environ.get("RANK", "0") != "0":
+            setattr(exc, _FROM_RANK0, True)
+        raise
     if device.startswith("cuda") and torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend_name)
+    dist.init_process_group(backend=backend_name, timeout=datetime.timedelta(minutes=timeout_min))
     try:
         yield
     finally:
@@ -141,10 +184,26 @@ def session(device: str, backend_name: str | None = None) -> Iterator[None]:
 
 
 def local_device(device: str) -> str:
-    """``cuda:LOCAL_RANK`` for ``"cuda"`` in a data-parallel run, else ``device`` unchanged."""
-    if device == "cuda" and is_distributed():
-        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    """``cuda:LOCAL_RANK`` for ``"cuda"`` in a data-parallel run, else ``device`` unchanged; ``ValueError`` for
+    ``cuda:N`` in a data-parallel run (:func:`check_device`)."""
+    if is_distributed():
+        check_device(device, world_size())
+        if device == "cuda":
+            return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     return device
+
+
+def export_slurm_environment() -> None:
+    """Set ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` from the submitit job's
+    environment (Slurm's, or a multi-task :class:`submitit.LocalExecutor`'s), as torchrun would, so that
+    :func:`session` starts the process group.  ``CUDA_VISIBLE_DEVICES`` is left alone: every task sees the job's
+    GPUs and takes ``cuda:LOCAL_RANK``; where the cluster binds one GPU to each task (the task sees one), the
+    task takes that one (``LOCAL_RANK`` is then set to 0, the index of its GPU)."""
+    import submitit
+
+    environment = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    if environment.local_world_size > 1 and torch.cuda.is_available() and torch.cuda.device_count() == 1:
+        os.environ["LOCAL_RANK"] = "0"
 
 
 def check_batch_size(batch_size: int, size: int | None = None, name: str = "train.batch_size") -> None:

@@ -125,22 +125,34 @@ def atomic_write_bytes(
 ) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and ``os.replace``.
 
-    With ``previous``, the file being replaced is first renamed there; the new file is complete on disk before
-    either rename, so at every moment the folder holds a complete newest or previous copy.
+    With ``previous``, the file being replaced is also kept there: it is first hard-linked (copied where the
+    filesystem has no hard links) to a temporary name that replaces ``previous``, and only then does the new file
+    replace ``path``.  Both steps are atomic renames and the new file is complete on disk before either, so at
+    every moment ``path`` exists and holds a complete copy (the old one until the last rename, then the new one),
+    and ``previous`` holds a complete older one once it exists.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    keep: Path | None = None
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         if previous is not None and path.exists():
-            os.replace(path, previous)
+            keep = Path(tempfile.mktemp(prefix=f".{path.name}.", suffix=".keep", dir=path.parent))
+            try:
+                os.link(path, keep)
+            except OSError:  # no hard links here: a full copy (still complete before the rename)
+                shutil.copy2(path, keep)
+            os.replace(keep, previous)
+            keep = None
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        if keep is not None:
+            keep.unlink(missing_ok=True)
         raise
 
 

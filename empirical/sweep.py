@@ -16,9 +16,17 @@ is a job of its own.  Records are keyed by run config (:mod:`empirical.records`)
 Resumption: members with a finished record (completed or diverged) are never submitted.  An unfinished member
 resumes from its checkpoint (written every ``train.checkpoint_every``; resuming continues bit for bit), so
 submitting a killed sweep again redoes only the steps since the last checkpoint.  A job that Slurm stops at its
-time limit or preempts is requeued by submitit (:meth:`SweepJob.checkpoint`) and resumes the same way.  Each run
+time limit or preempts is requeued by submitit (:meth:`SweepJob.checkpoint`) and resumes the same way; a Slurm
+sweep must give ``--time`` (submitit's default limit is 5 minutes) and is requeued up to
+:data:`SLURM_MAX_REQUEUES` times on timeouts (each requeue continues from the last checkpoint).  Each run
 is trained holding its entry's lock (:meth:`empirical.records.ResultStore.lock`), so two jobs never train one run
 twice: a second one waits, then reuses the first one's record.
+
+Several GPUs per job (``--gpus-per-job N``, ``N > 1``): the job runs ``N`` tasks, one per GPU, and each task sets
+``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT`` from Slurm's environment
+(:func:`empirical.distributed.export_slurm_environment`, submitit's ``TorchDistributedEnvironment``) and trains
+through the same :func:`empirical.distributed.session` as ``torchrun``: the members train data-parallel, one
+after the other (a vectorised ensemble is not data-parallel), each rank on ``cuda:LOCAL_RANK``.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLUSTER_INSTALL_HINT",
     "EXECUTORS",
+    "SLURM_MAX_REQUEUES",
     "JobFailure",
     "MissingDependencyError",
     "SweepJob",
@@ -47,6 +56,7 @@ __all__ = [
     "local_parameters",
     "make_executor",
     "plan_sweep",
+    "slurm_mem",
     "slurm_parameters",
     "submit_sweep",
     "wait_sweep",
@@ -58,6 +68,8 @@ CLUSTER_INSTALL_HINT = "pip install 'marginal-momentum[cluster]'"
 FINISHED_STATUSES = ("completed", "diverged")
 #: ``timeout_min`` of a local job when ``--time`` is not given (submitit's own default is 2 minutes).
 LOCAL_DEFAULT_TIME_MIN = 7 * 24 * 60
+#: Requeues of a Slurm job on timeouts (submitit's default is 3): each continues from the runs' last checkpoint.
+SLURM_MAX_REQUEUES = 1000
 
 
 class MissingDependencyError(ImportError):
@@ -69,6 +81,9 @@ class SweepJob:
     """The callable one submitit job runs: train ``members`` (resuming) into the run store ``out``.
 
     ``vectorize``, ``discard_corrupt`` and ``final_checkpoints`` are passed to :func:`empirical.train_members`.
+    With ``tasks > 1`` the job is one of ``tasks`` submitit tasks (one per GPU) that train data-parallel: it
+    exports the torch.distributed variables from the job's environment and trains inside
+    :func:`empirical.distributed.session` (collectives wait ``dist_timeout_min`` minutes at most).
     Returns the members' :class:`empirical.RunResult`\\ s.  Being a plain picklable object with a
     :meth:`checkpoint` method, it is requeued by submitit on a Slurm timeout or preemption.
     """
@@ -79,15 +94,30 @@ class SweepJob:
     discard_corrupt: bool = False
     final_checkpoints: bool = True
     quiet: bool = False
+    tasks: int = 1
+    dist_timeout_min: float | None = None
 
     @property
     def names(self) -> list[str]:
         return [member.name for member in self.members]
 
     def __call__(self) -> list[RunResult]:
-        import empirical
+        if self.tasks <= 1:
+            return self._train()
+        from empirical import distributed
 
-        print(f"sweep job: {len(self.members)} run(s) into {self.out}: {', '.join(self.names)}", flush=True)
+        distributed.export_slurm_environment()
+        device = self.members[0].device if self.members else "cpu"
+        with distributed.session(device, timeout_min=self.dist_timeout_min):
+            return self._train()
+
+    def _train(self) -> list[RunResult]:
+        import empirical
+        from empirical import distributed
+
+        talk = distributed.rank() == 0
+        if talk:
+            print(f"sweep job: {len(self.members)} run(s) into {self.out}: {', '.join(self.names)}", flush=True)
         results = empirical.train_members(
             self.members,
             resume=True,
@@ -97,7 +127,7 @@ class SweepJob:
             discard_corrupt=self.discard_corrupt,
             final_checkpoints=self.final_checkpoints,
         )
-        for result in results:
+        for result in results if talk else ():
             print(f"sweep job: {result.name}: {result.status} -> {result.path}", flush=True)
         return results
 
@@ -158,6 +188,11 @@ def plan_sweep(
     return SweepPlan(tuple(finished), tuple(groups))
 
 
+def slurm_mem(mem_gb: float) -> str:
+    """``--mem`` as sbatch takes it, by submitit's rule: ``NGB`` for whole gigabytes, else integer ``NMB``."""
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
 def slurm_parameters(
     *,
     partition: str | None = None,
@@ -170,16 +205,24 @@ def slurm_parameters(
 ) -> dict[str, Any]:
     """Parameters of :class:`submitit.SlurmExecutor` (its own names) for one job per group.
 
-    ``gpus_per_job`` -> ``--gpus-per-node``, ``cpus_per_job`` -> ``--cpus-per-task``, ``time_min`` -> ``--time``
-    (minutes), ``mem_gb`` -> ``--mem`` (``NGB``), ``array_parallelism`` -> the ``%N`` of ``--array``; unset ones
-    are left to the cluster's defaults (submitit's for the time limit).  One task per job.
+    ``time_min`` -> ``--time`` (minutes) is required: submitit's default is 5 minutes, and a job is requeued at
+    most :data:`SLURM_MAX_REQUEUES` times past it.  ``gpus_per_job`` -> ``--gpus-per-node`` and, for ``N > 1``,
+    ``--ntasks-per-node=N`` (one data-parallel task per GPU); ``cpus_per_job`` -> ``--cpus-per-task`` (divided
+    among the ``N`` tasks); ``mem_gb`` -> ``--mem`` (:func:`slurm_mem`), ``array_parallelism`` -> the ``%N`` of
+    ``--array``; the others are left to the cluster's defaults.
     """
     _check_positive("--gpus-per-job", gpus_per_job, allow_zero=True)
     _check_positive("--cpus-per-job", cpus_per_job)
     _check_positive("--time", time_min)
     _check_positive("--mem", mem_gb)
     _check_positive("--array-parallelism", array_parallelism)
-    parameters: dict[str, Any] = {"job_name": job_name, "nodes": 1, "ntasks_per_node": 1}
+    if time_min is None:
+        raise ValueError(
+            "--time MINUTES is required with --executor slurm (submitit's default limit is 5 minutes); a job that "
+            "reaches it is requeued and resumes from its checkpoint"
+        )
+    tasks = gpus_per_job if gpus_per_job is not None and gpus_per_job > 1 else 1
+    parameters: dict[str, Any] = {"job_name": job_name, "nodes": 1, "ntasks_per_node": tasks}
     if partition is not None:
         if not partition or any(c.isspace() for c in partition):
             raise ValueError(f"--partition must be a non-empty name without spaces, got {partition!r}")
@@ -187,11 +230,12 @@ def slurm_parameters(
     if gpus_per_job is not None:
         parameters["gpus_per_node"] = gpus_per_job
     if cpus_per_job is not None:
-        parameters["cpus_per_task"] = cpus_per_job
-    if time_min is not None:
-        parameters["time"] = time_min
+        if cpus_per_job < tasks:
+            raise ValueError(f"--cpus-per-job {cpus_per_job} is fewer than the {tasks} tasks (one per GPU) of a job")
+        parameters["cpus_per_task"] = cpus_per_job // tasks
+    parameters["time"] = time_min
     if mem_gb is not None:
-        parameters["mem"] = f"{mem_gb:g}GB"
+        parameters["mem"] = slurm_mem(mem_gb)
     if array_parallelism is not None:
         parameters["array_parallelism"] = array_parallelism
     return parameters
@@ -201,20 +245,25 @@ def local_parameters(
     *, gpus_per_job: int | None = None, time_min: int | None = None, devices: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Parameters of :class:`submitit.LocalExecutor`: ``timeout_min`` (default a week, not submitit's 2 minutes)
-    and ``gpus_per_node``, the GPUs a job sees (``CUDA_VISIBLE_DEVICES=0,...,N-1``; 0 hides every GPU).
+    and ``gpus_per_node``, the GPUs a job sees (``CUDA_VISIBLE_DEVICES=0,...,N-1``; 0 hides every GPU); with
+    ``gpus_per_job > 1``, ``tasks_per_node`` is ``N`` (one data-parallel task per GPU, as on Slurm).
 
     Without ``gpus_per_job``, a job sees the GPUs its runs' ``devices`` name: ``cuda`` or ``cuda:0`` needs one,
     ``cuda:3`` four; CPU runs see none.
     """
     _check_positive("--gpus-per-job", gpus_per_job, allow_zero=True)
     _check_positive("--time", time_min)
+    parameters: dict[str, Any] = {"timeout_min": LOCAL_DEFAULT_TIME_MIN if time_min is None else time_min}
     if gpus_per_job is None:
         gpus_per_job = 0
         for device in devices:
             if device.startswith("cuda"):
                 index = device.partition(":")[2]
                 gpus_per_job = max(gpus_per_job, int(index) + 1 if index.isdigit() else 1)
-    return {"timeout_min": LOCAL_DEFAULT_TIME_MIN if time_min is None else time_min, "gpus_per_node": gpus_per_job}
+    elif gpus_per_job > 1:
+        parameters["tasks_per_node"] = gpus_per_job
+    parameters["gpus_per_node"] = gpus_per_job
+    return parameters
 
 
 def _check_positive(name: str, value: float | None, allow_zero: bool = False) -> None:
@@ -225,15 +274,19 @@ def _check_positive(name: str, value: float | None, allow_zero: bool = False) ->
 
 
 def make_executor(kind: str, folder: str | Path, parameters: dict[str, Any]) -> Any:
-    """A :class:`submitit.LocalExecutor` (``kind="local"``) or :class:`submitit.SlurmExecutor` (``"slurm"``)
-    writing its submission files and logs (``JOBID_0_log.out``, ``JOBID_0_log.err``) in ``folder``."""
+    """A :class:`submitit.LocalExecutor` (``kind="local"``) or :class:`submitit.SlurmExecutor` (``"slurm"``,
+    requeued up to :data:`SLURM_MAX_REQUEUES` times on timeouts) writing its submission files and logs
+    (``JOBID_0_log.out``, ``JOBID_0_log.err``) in ``folder``."""
     if kind not in EXECUTORS:
         raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {kind!r}")
     try:
         import submitit
     except ImportError as exc:
         raise MissingDependencyError(f"submitit is not installed: {CLUSTER_INSTALL_HINT}") from exc
-    executor = submitit.LocalExecutor(folder) if kind == "local" else submitit.SlurmExecutor(folder)
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder)
+    else:
+        executor = submitit.SlurmExecutor(folder, max_num_timeout=SLURM_MAX_REQUEUES)
     executor.update_parameters(**parameters)
     return executor
 
@@ -258,10 +311,15 @@ def submit_sweep(
 ) -> SweepSubmission:
     """Submit one job per unfinished group of ``members`` (see :func:`plan_sweep`) to ``executor``.
 
-    Finished members are not submitted.  Jobs go in one batch (a Slurm job array).
+    Finished members are not submitted.  Jobs go in one batch (a Slurm job array).  An executor with several
+    tasks per job (``tasks_per_node``/``ntasks_per_node`` > 1) gets data-parallel jobs (:class:`SweepJob`).
     """
     plan = plan_sweep(members, out, vectorize=vectorize, discard_corrupt=discard_corrupt)
-    calls = [SweepJob(group, str(out), vectorize, discard_corrupt, final_checkpoints, quiet) for group in plan.groups]
+    settings = getattr(executor, "parameters", {}) or {}
+    tasks = int(settings.get("ntasks_per_node") or settings.get("tasks_per_node") or 1)
+    calls = [
+        SweepJob(group, str(out), vectorize, discard_corrupt, final_checkpoints, quiet, tasks) for group in plan.groups
+    ]
     if not calls:
         return SweepSubmission(plan, ())
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -314,7 +372,7 @@ def wait_sweep(
                 continue
             del pending[index]
             try:
-                outcome: list[RunResult] | JobFailure = job.result()
+                outcome: list[RunResult] | JobFailure = job.results()[0]  # rank 0's for a multi-task job
                 results[index] = outcome
             except Exception as exc:  # submitit's FailedJobError / UncompletedJobError: the job's error or fate
                 outcome = JobFailure(

@@ -14,8 +14,12 @@ Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survi
 2 usage or input error, 3 filesystem error (the message names the path).
 * ``mvm train CONFIG [--device cpu|cuda] [--seed N] [--resume] [--recompute] [--out DIR] [--quiet]`` runs one
   experiment (:func:`empirical.experiment.run_experiment`); a damaged stored entry is exit 3 with a message naming its
-  folder, and ``--recompute`` discards the config's entries and trains again.  ``--nproc N [--dist-backend B]``
-  trains data-parallel over N processes through ``torch.distributed.run`` (:mod:`empirical.distributed`).
+  folder, and ``--recompute`` discards the config's entries and trains again.  ``--nproc N [--dist-backend B]
+  [--dist-timeout MINUTES]`` trains data-parallel over N processes through ``torch.distributed.run``
+  (:mod:`empirical.distributed`; collectives wait up to ``--dist-timeout`` minutes, default 120, while rank 0 works
+  alone; a fixed ``cuda:N`` device is a usage error there, data-parallel runs name ``cuda``).  An error of rank 0
+  is its one line on stderr and its exit code (torchrun's report of the failed workers is dropped; it is shown when
+  torchrun fails for its own reasons).
 * ``mvm figures [--quick] [--only ID ...] [--out DIR] [--device cpu|cuda] [--data NAME=PATH]`` builds the
   figures and tables (:func:`paper_figures.build_figures`): PNG, PDF and ``manifest.json``.  With
   ``--executor local|slurm`` (and the cluster options of ``mvm sweep``) it first trains the figures' runs
@@ -24,9 +28,11 @@ Exit codes (DESIGN.md section 3): 0 success, 1 a claim failed (or a mutant survi
 * ``mvm sweep CONFIG --executor local|slurm [--partition P --gpus-per-job N --cpus-per-job N --time MIN --mem GB
   --array-parallelism N] [--out DIR] [--device D] [--jobs-folder DIR] [--wait/--no-wait]`` trains the members of a
   config's grid as submitit jobs (:mod:`empirical.sweep`): finished members are skipped ("N finished, M
-  submitted"), the others resume from their checkpoints.  A job that fails (its error and log path printed) or a
-  run that does not complete is exit 1; submitit not installed is exit 2 (an environment the command cannot run
-  in, like ``mvm bounds`` without Hypothesis) with the line ``pip install 'marginal-momentum[cluster]'``.
+  submitted"), the others resume from their checkpoints.  ``--executor slurm`` requires ``--time`` (a job reaching
+  it is requeued and resumes); ``--gpus-per-job N > 1`` runs N data-parallel tasks per job, one per GPU.  A job
+  that fails (its error and log path printed) or a run that does not complete is exit 1; submitit not installed
+  is exit 2 (an environment the command cannot run in, like ``mvm bounds`` without Hypothesis) with the line
+  ``pip install 'marginal-momentum[cluster]'``.
 """
 
 from __future__ import annotations
@@ -168,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dist-backend", choices=("gloo", "nccl"), help="process-group backend (default: nccl on cuda, else gloo)"
     )
+    train.add_argument(
+        "--dist-timeout",
+        type=float,
+        metavar="MINUTES",
+        help="data-parallel: how long a rank waits in a collective while rank 0 works alone (waits for the store "
+        "lock, scans data, evaluates) before the process group aborts (default: 120)",
+    )
 
     sweep = commands.add_parser(
         "sweep", help="train a config's grid as cluster jobs (submitit: local subprocesses or Slurm), resumable"
@@ -200,10 +213,18 @@ def _add_cluster_options(parser: argparse.ArgumentParser, required: bool) -> Non
         + ("" if required else "; default: train in this process"),
     )
     parser.add_argument("--partition", help="slurm: partition of the jobs")
-    parser.add_argument("--gpus-per-job", type=int, metavar="N", help="GPUs per job (local: GPUs a job sees)")
+    parser.add_argument(
+        "--gpus-per-job",
+        type=int,
+        metavar="N",
+        help="GPUs per job; N > 1: N data-parallel tasks, one per GPU (local: GPUs a job sees)",
+    )
     parser.add_argument("--cpus-per-job", type=int, metavar="N", help="slurm: CPUs per job")
     parser.add_argument(
-        "--time", type=int, metavar="MINUTES", help="time limit of a job (slurm: requeued and resumed past it)"
+        "--time",
+        type=int,
+        metavar="MINUTES",
+        help="time limit of a job (required for slurm: requeued and resumed past it)",
     )
     parser.add_argument("--mem", type=float, metavar="GB", help="slurm: memory per job in GB")
     parser.add_argument("--array-parallelism", type=int, metavar="N", help="slurm: most jobs of the array at once")
@@ -421,7 +442,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc > 1 and not distributed.launched():
         return _launch_train(args)
     device = args.device or load_config(args.config).device
-    with distributed.session(device, args.dist_backend):
+    with distributed.session(device, args.dist_backend, args.dist_timeout):
         if args.nproc is not None and args.nproc != distributed.world_size():
             raise ValueError(f"--nproc {args.nproc} differs from the launcher's world size {distributed.world_size()}")
         results = run_experiment(
@@ -547,9 +568,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _launch_train(args: argparse.Namespace) -> int:
-    """``mvm train --nproc N``: check the batch sizes, then run the same command under ``torch.distributed.run``;
-    the exit code is rank 0's (written to a file named by :data:`empirical.distributed.EXIT_FILE_ENV`)."""
-    import subprocess
+    """``mvm train --nproc N``: check the batch sizes and devices, then run the same command under
+    ``torch.distributed.run``; the exit code is rank 0's (written to a file named by
+    :data:`empirical.distributed.EXIT_FILE_ENV`), and rank 0's error is the one line on stderr."""
     import tempfile
 
     from empirical import distributed
@@ -557,20 +578,74 @@ def _launch_train(args: argparse.Namespace) -> int:
 
     for member in expand_grid(load_config(args.config)):
         distributed.check_batch_size(member.train.batch_size, args.nproc)
+        distributed.check_device(args.device or member.device, args.nproc)
+    if args.dist_timeout is not None and not args.dist_timeout > 0:
+        raise ValueError(f"--dist-timeout must be a positive number of minutes, got {args.dist_timeout}")
     argv = ["train", args.config, "--out", args.out]  # no --nproc: torchrun's parser would take it for its own
-    for flag, value in (("--device", args.device), ("--seed", args.seed), ("--dist-backend", args.dist_backend)):
+    options = (
+        ("--device", args.device),
+        ("--seed", args.seed),
+        ("--dist-backend", args.dist_backend),
+        ("--dist-timeout", args.dist_timeout),
+    )
+    for flag, value in options:
         if value is not None:
             argv += [flag, str(value)]
     argv += [flag for flag in ("--resume", "--recompute", "--quiet") if getattr(args, flag[2:])]
     with tempfile.TemporaryDirectory(prefix="mvm-ddp-") as folder:
         exit_file = Path(folder) / "exit_code"
-        env = {**os.environ, distributed.EXIT_FILE_ENV: str(exit_file)}
-        code = subprocess.run(distributed.launch_command(argv, args.nproc), env=env, check=False).returncode
+        # torchrun sets OMP_NUM_THREADS=1 when unset, with a warning on stderr: the same without the warning
+        env = {"OMP_NUM_THREADS": "1", **os.environ, distributed.EXIT_FILE_ENV: str(exit_file)}
+        code = _run_torchrun(distributed.launch_command(argv, args.nproc), env, exit_file)
         if code == 0:
             return 0
-        with contextlib.suppress(OSError, ValueError):
-            return int(exit_file.read_text())
-    return 1
+        rank0_code, _ = _read_exit_file(exit_file)
+    return 1 if rank0_code is None else rank0_code
+
+
+def _run_torchrun(command: list[str], env: dict[str, str], exit_file: Path) -> int:
+    """Run torchrun and return its exit code.  Its stderr (the workers' progress) passes through as it comes
+    until rank 0 has left its exit code; what follows is torchrun's report of the failed workers (a
+    ``ChildFailedError`` traceback).  When rank 0 reported its own error (left in the exit file with the code,
+    :func:`_write_exit_code`), that one line is printed and torchrun's report dropped; otherwise the report is
+    shown."""
+    import subprocess
+
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    held: list[bytes] = []
+    while chunk := process.stderr.read1(65536):  # type: ignore[attr-defined]
+        if exit_file.exists():
+            held.append(chunk)
+        else:
+            _write_stderr(chunk)
+    code = process.wait()
+    _, message = _read_exit_file(exit_file)
+    if code != 0 and message is not None:
+        _write_stderr(message.encode() + b"\n")
+    elif held:
+        _write_stderr(b"".join(held))
+    return code
+
+
+def _write_stderr(data: bytes) -> None:
+    stream = getattr(sys.stderr, "buffer", None)
+    if stream is not None:
+        sys.stderr.flush()
+        stream.write(data)
+        stream.flush()
+    else:  # a text-only stderr
+        sys.stderr.write(data.decode(errors="replace"))
+        sys.stderr.flush()
+
+
+def _read_exit_file(path: Path) -> tuple[int | None, str | None]:
+    """Rank 0's exit code and error line (``None`` where it left none)."""
+    try:
+        code, _, message = path.read_text().partition("\n")
+        return int(code), message.strip() or None
+    except (OSError, ValueError):
+        return None, None
 
 
 def _run_line(result) -> str:
@@ -674,8 +749,13 @@ def _run_empirical(args: argparse.Namespace) -> int:
     from empirical.sweep import CLUSTER_INSTALL_HINT, MissingDependencyError
 
     def report(exc: BaseException, text: str) -> None:
-        if not from_rank0(exc):
-            print(f"mvm {args.command}: error: {text}", file=sys.stderr)
+        if from_rank0(exc):
+            return
+        line = f"mvm {args.command}: error: {text}"
+        if _launched_by_mvm() and args.command == "train":  # the launcher prints it (torchrun's report dropped)
+            _RANK0_ERROR[:] = [line]
+        else:
+            print(line, file=sys.stderr)
 
     run = {"figures": _figures, "train": _train, "sweep": _sweep}[args.command]
     try:
@@ -697,14 +777,29 @@ def _run_empirical(args: argparse.Namespace) -> int:
         return 3
 
 
-def _write_exit_code(code: int) -> None:
-    """Rank 0 of a run launched by ``mvm train --nproc`` leaves its exit code for the launching process."""
+#: Rank 0's error line under ``mvm train --nproc``, left in the exit file for the launcher to print.
+_RANK0_ERROR: list[str] = []
+
+
+def _launched_by_mvm() -> bool:
+    """Whether this is rank 0 of a run launched by ``mvm train --nproc`` (which reads its exit file)."""
     from empirical.distributed import EXIT_FILE_ENV
 
-    path = os.environ.get(EXIT_FILE_ENV)
-    if path and os.environ.get("RANK", "0") == "0":
-        with contextlib.suppress(OSError):
-            Path(path).write_text(str(code))
+    return bool(os.environ.get(EXIT_FILE_ENV)) and os.environ.get("RANK", "0") == "0"
+
+
+def _write_exit_code(code: int) -> None:
+    """Rank 0 of a run launched by ``mvm train --nproc`` leaves its exit code (and its error line, which the
+    launcher prints in place of torchrun's report) for the launching process."""
+    from empirical.distributed import EXIT_FILE_ENV
+
+    if _launched_by_mvm():
+        text = "\n".join([str(code), *_RANK0_ERROR])
+        try:
+            Path(os.environ[EXIT_FILE_ENV]).write_text(text)
+        except OSError:
+            for line in _RANK0_ERROR:  # the launcher cannot get it: say it here
+                print(line, file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

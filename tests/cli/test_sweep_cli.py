@@ -45,7 +45,7 @@ def test_missing_submitit_is_exit_2_with_the_install_line(
 ) -> None:
     monkeypatch.setitem(sys.modules, "submitit", None)  # `import submitit` raises ImportError
     config = write_grid(tmp_path)
-    assert main(["sweep", str(config), "--executor", "slurm", "--out", str(tmp_path / "runs")]) == 2
+    assert main(["sweep", str(config), "--executor", "slurm", "--time", "60", "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "pip install 'marginal-momentum[cluster]'" in err
@@ -58,6 +58,11 @@ def test_missing_submitit_is_exit_2_with_the_install_line(
     [
         (["sweep", "CONFIG", "--executor", "local", "--partition", "gpu"], "--partition apply to --executor slurm"),
         (["sweep", "CONFIG", "--executor", "slurm", "--time", "0"], "--time must be a positive"),
+        (["sweep", "CONFIG", "--executor", "slurm"], "--time MINUTES is required with --executor slurm"),
+        (
+            ["sweep", "CONFIG", "--executor", "slurm", "--time", "9", "--gpus-per-job", "4", "--cpus-per-job", "2"],
+            "tasks",
+        ),
         (["sweep", "absent.toml", "--executor", "local"], "absent.toml"),
         (["figures", "--only", "fig2_svag", "--mem", "4"], "--mem need(s) --executor"),
         (["figures", "--only", "fig2_svag", "--no-wait"], "--no-wait need(s) --executor"),
@@ -71,7 +76,8 @@ def test_usage_errors_are_exit_2(
     argv = [config if a == "CONFIG" else a for a in argv]
     option = "--out" if argv[0] == "sweep" else "--cache"
     assert main([*argv, option, str(tmp_path / "runs")]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
 
 
 def test_sweep_requires_an_executor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

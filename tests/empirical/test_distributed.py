@@ -69,7 +69,27 @@ DOCUMENTS = {
     "cnn_local_bn": _document("cnn_local_bn", model={**CNN, "batch_norm": True}),
     "svag": _document("svag", svag={"ell": 2}),
     "kill": _document("kill", steps=KILL_STEPS, train={"eval_every": 500, "checkpoint_every": 50, "log_every": 50}),
+    # held images with augmentation="crop_flip" (a tiny CIFAR-10): the crops and flips must be drawn for the
+    # global batch, then sharded (drawn per rank, the run differs from the single-process one)
+    "cifar_aug": _document(
+        "cifar_aug", steps=10, data={"name": "cifar10", "root": "CIFAR"}, model=CNN, train={"batch_size": 8}
+    ),
 }
+
+
+def _cifar_fixture(root: Path) -> None:
+    """CIFAR-10's python pickle batches, 4 random images each (20 training images, 4 test images)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, 4)]
+        with open(root / name, "wb") as handle:
+            pickle.dump({b"batch_label": name.encode(), b"data": data, b"labels": labels}, handle)
 
 
 def _toml(folder: Path, document: dict) -> Path:
@@ -101,7 +121,10 @@ def _relative(a: dict, b: dict) -> float:
 def two_process_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
     """One torchrun launch over 2 gloo processes that trains every config of :data:`DOCUMENTS`."""
     folder = tmp_path_factory.mktemp("ddp")
-    paths = {name: _toml(folder, document) for name, document in DOCUMENTS.items()}
+    _cifar_fixture(folder / "cifar")
+    documents = {name: json.loads(json.dumps(document)) for name, document in DOCUMENTS.items()}
+    documents["cifar_aug"]["data"]["root"] = str(folder / "cifar")
+    paths = {name: _toml(folder, document) for name, document in documents.items()}
     script = folder / "worker.py"
     script.write_text(WORKER)
     out = folder / "ddp"
@@ -113,7 +136,7 @@ def two_process_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
     return out, paths
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "cnn_sync_bn", "svag"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "cnn_sync_bn", "svag", "cifar_aug"])
 def test_two_processes_equal_the_single_process_run(two_process_runs, tmp_path: Path, name: str) -> None:
     """Final parameters (and BatchNorm buffers) of 30 float64 steps agree to 1e-10 relative; so do the curves."""
     out, paths = two_process_runs
@@ -232,3 +255,87 @@ def test_a_streamed_shard_decodes_the_images_of_the_global_batch(tmp_path: Path)
     for part in (slice(0, 2), slice(2, 4)):
         shard, shard_targets = split.batch(indices, torch.Generator().manual_seed(5), part)
         assert torch.equal(shard, whole[part]) and torch.equal(shard_targets, targets[part])
+
+
+def test_the_augmented_config_is_augmented(two_process_runs) -> None:
+    """The equality config ``cifar_aug`` draws crops and flips (else it could not catch per-rank draws)."""
+    from empirical.data import load_dataset
+
+    _, paths = two_process_runs
+    config = load_config(paths["cifar_aug"])
+    assert load_dataset("cifar10", root=config.data.options["root"]).augmentation == "crop_flip"
+
+
+def test_an_error_of_rank_0_is_its_one_line_and_exit_code(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``mvm train --nproc 2`` of a config whose data is missing: exit 2 as in one process, and stderr is rank 0's
+    one line, not followed by torchrun's ``ChildFailedError`` report."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    path = _toml(tmp_path, _document("missing", data={"name": "fashion_mnist", "root": str(tmp_path / "absent")}))
+    assert main(["train", str(path), "--out", str(tmp_path / "one"), "--quiet"]) == 2
+    single = capsys.readouterr().err
+    assert main(["train", str(path), "--out", str(tmp_path / "two"), "--quiet", "--nproc", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == single and err.count("\n") == 1 and "absent" in err, err
+
+
+def test_a_finished_config_returns_its_record_on_every_rank(two_process_runs) -> None:
+    """A second ``--nproc 2`` launch of a finished config returns the cached record on all ranks (no hang)."""
+    out, paths = two_process_runs
+    command = [sys.executable, "-m", "mvm", "train", str(paths["mlp"]), "--out", str(out), "--quiet", "--nproc", "2"]
+    process = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, timeout=120)
+    assert process.returncode == 0, process.stderr.decode()[-4000:]
+    assert process.stdout.decode().count("(cached)") == 1, process.stdout.decode()  # rank 0 reports it
+
+
+def test_the_process_group_waits_dist_timeout_minutes(monkeypatch) -> None:
+    """Rank 0 alone may work for long (the store lock, a data scan, evaluation): the collectives' timeout is
+    ``--dist-timeout`` (default two hours), not torch's 10 minutes."""
+    import datetime
+
+    import torch.distributed as dist
+
+    from empirical import distributed
+
+    calls: list[dict] = []
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: None)
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    for given, minutes in ((None, distributed.DEFAULT_TIMEOUT_MIN), (7, 7), (0.5, 0.5)):
+        with distributed.session("cpu", timeout_min=given):
+            pass
+        assert calls.pop() == {"backend": "gloo", "timeout": datetime.timedelta(minutes=minutes)}
+    assert distributed.DEFAULT_TIMEOUT_MIN >= 60
+    with pytest.raises(ValueError, match="--dist-timeout"), distributed.session("cpu", timeout_min=0):
+        pass
+
+
+def test_dist_timeout_reaches_the_workers(tmp_path: Path, monkeypatch) -> None:
+    import mvm.cli
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(mvm.cli, "_run_torchrun", lambda command, env, exit_file: commands.append(command) or 0)
+    path = _toml(tmp_path, _document("t"))
+    assert main(["train", str(path), "--out", str(tmp_path / "o"), "--nproc", "2", "--dist-timeout", "30"]) == 0
+    assert commands[0][-2:] == ["--dist-timeout", "30.0"]
+
+
+def test_a_fixed_gpu_under_several_processes_is_rejected(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``cuda:0`` with world size 2 would put both ranks on one GPU: one line, exit 2, before any launch;
+    under a launcher each rank raises it and rank 0 alone reports it."""
+    from empirical import distributed
+
+    path = _toml(tmp_path, _document("gpu"))
+    argv = ["train", str(path), "--out", str(tmp_path / "o"), "--nproc", "2", "--device", "cuda:0"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'cuda:0'" in err and "use device 'cuda'" in err, err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, quiet in (("0", False), ("1", True)):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(ValueError, match="cuda:1") as excinfo, distributed.session("cuda:1"):
+            pass
+        assert distributed.from_rank0(excinfo.value) is quiet
+    distributed.check_device("cuda", 2)
+    distributed.check_device("cuda:3", 1)

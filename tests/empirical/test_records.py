@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -213,3 +214,36 @@ def test_a_read_only_store_is_read_without_a_lock(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(Path, "mkdir", read_only)
     with ResultStore(tmp_path).lock(CONFIG):
         assert ResultStore(tmp_path).load(CONFIG) is not None
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_kill_between_the_renames_of_a_kept_write_leaves_the_current_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    """``atomic_write_bytes(previous=...)`` killed after its first rename: ``path`` still holds a complete copy
+    (the old one) and ``previous`` the old one too; never a folder without ``path`` (a SIGKILL there lost the
+    checkpoint when the old file was renamed away first)."""
+    from empirical.records import atomic_write_bytes
+
+    path, previous = tmp_path / "checkpoint.pt", tmp_path / "checkpoint.previous.pt"
+    atomic_write_bytes(path, b"one", previous=previous)
+    atomic_write_bytes(path, b"two", previous=previous)
+    assert path.read_bytes() == b"two" and previous.read_bytes() == b"one"
+    if not links:  # a filesystem without hard links: the copy path
+        monkeypatch.setattr(os, "link", lambda *args: (_ for _ in ()).throw(OSError("no links")))
+    real_replace, calls = os.replace, []
+
+    def killed_after_the_first(src, dst):
+        calls.append(dst)
+        if len(calls) > 1:
+            raise KeyboardInterrupt  # the process dies between the two renames
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(path, b"three", previous=previous)
+    monkeypatch.undo()
+    assert path.read_bytes() == b"two" and previous.read_bytes() == b"two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.previous.pt", "checkpoint.pt"]  # no debris
+    atomic_write_bytes(path, b"four", previous=previous)
+    assert path.read_bytes() == b"four" and previous.read_bytes() == b"two"
