@@ -114,7 +114,8 @@ def resolve_device(device: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device {device!r} was requested but CUDA is not available (torch {torch.__version__}, "
-                f"CUDA build: {torch.version.cuda}); use device 'cpu' or install the CUDA build of torch (README)"
+                f"CUDA build: {torch.version.cuda}); use device 'cpu' or install the CUDA build of torch "
+                "(docs/guide/install.md)"
             )
         index = int(device[5:]) if ":" in device else 0
         if index >= torch.cuda.device_count():

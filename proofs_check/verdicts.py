@@ -16,7 +16,7 @@ An order claim "the error decays at least like :math:`\eta^{p_0}`" passes only w
 
 Both intervals are two-sided 95% (``Z_INTERVAL`` = 1.96), so each rule alone, at a true order exactly on the
 threshold, fails 2.5% of the time; the reference methods sit well inside (the measured false-failure rates are in
-the README's power table).
+the power table of docs/guide/verification.md).
 """
 
 from __future__ import annotations

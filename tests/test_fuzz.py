@@ -10,8 +10,9 @@ what is fuzzed is parsing and validation).  Allowed outcomes:
   at most one line to stderr after argparse's usage line, never a traceback.
 
 The tallies of what was tried are printed at the end of the module (``pytest -s tests/test_fuzz.py``); the
-README's table comes from them.  Hypothesis runs the profile of ``tests/conftest.py`` (``ci``: derandomized);
-each test here runs ``FUZZ_FACTOR`` times the profile's ``max_examples``.
+table of ``docs/guide/bad_input.md`` ("Bad input") comes from them.  Hypothesis runs the profile of
+``tests/conftest.py`` (``ci``: derandomized); each test here runs ``FUZZ_FACTOR`` times the profile's
+``max_examples``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 r"""Public Hypothesis strategies for property-based tests of bounds about SGD and SGDM.
 
-Use them to test your own inequality against the exact theory (README, "Test your own bound";
+Use them to test your own inequality against the exact theory (docs/guide/bounds.md, "Test your own bound";
 ``tests/examples/test_my_bound.py``)::
 
     from hypothesis import given

@@ -59,7 +59,7 @@ def test_sgd_stationary_loss_is_within_the_discretisation_factor_of_the_sde(p) -
 
 @given(stable_quadratics("sgd", commuting=False, betas=momenta(max_value=0.999)))
 def test_momentum_never_raises_the_stationary_loss_at_the_same_eta(p) -> None:
-    """The catalogue's sgdm_loss_le_sgd.noncommuting, written as a plain test (it holds: see README)."""
+    """The catalogue's sgdm_loss_le_sgd.noncommuting, written as a plain test (it holds: see docs/guide/bounds.md)."""
     sgd = np.trace(p.H @ stationary_covariance(p.H, p.Sigma, p.eta, 0.0)) / 2
     sgdm = np.trace(p.H @ stationary_covariance(p.H, p.Sigma, p.eta, p.beta)) / 2
     note(f"SGDM loss = {sgdm!r}, SGD loss = {sgd!r}")
