@@ -229,9 +229,36 @@ def _claim_page(claim: Any, results: list[dict[str, Any]], provenance: str, muta
             breaks = ", ".join(f"`{b}`" for b in mutant.must_break if b.split(".")[0] == claim.claim_id)
             note = " (full run only)" if any(k.split(".")[0] == claim.claim_id for k in mutant.full_only) else ""
             lines.append(f"| `{name}` | {_cell(mutant.description)} | {breaks}{note} |")
+    elif claim.kind == "empirical":
+        lines += _control_lines(claim.claim_id)
     else:
         lines += ["No mutant of `proofs_check.MUTANTS` targets this claim."]
+    if claim.kind == "theory":
+        lines += [
+            "",
+            "How often this check fails a 1-20% learning-rate or noise-variance error over 20 seeds, and how often it "
+            "fails the reference: the measured power table in [Verification](../guide/verification.md) "
+            "(`fig_verifier_power`).",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _control_lines(claim_id: str) -> list[str]:
+    """The negative controls of a real-network claim (``proofs_check.real_networks.REAL_CONTROLS``)."""
+    from proofs_check.real_networks import REAL_CONTROLS
+
+    controls = [(name, c) for name, c in REAL_CONTROLS.items() if c.must_fail == claim_id]
+    if not controls:
+        return ["No negative control of `REAL_CONTROLS` targets this claim."]
+    lines = [
+        "Each control below is a `RealNetworkMethods` with a deliberate error "
+        "(`proofs_check.real_networks.REAL_CONTROLS`); the tests run it at tiny scale and require this claim to "
+        "fail for it.",
+        "",
+        "| control | what is wrong |",
+        "| --- | --- |",
+    ]
+    return lines + [f"| `{name}` | {_cell(control.description)} |" for name, control in controls]
 
 
 def _claim_pages() -> dict[str, str]:
