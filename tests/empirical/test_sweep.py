@@ -285,7 +285,10 @@ def test_a_slurm_task_exports_the_torchrun_variables(monkeypatch: pytest.MonkeyP
     for name, value in slurm.items():
         monkeypatch.setenv(name, value)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first: delenv of an absent name records nothing, and the exported value would outlive the test
+        # (every later `mvm train` in this session would then wait for a process group that never forms)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     distributed.export_slurm_environment()
     assert {name: os.environ[name] for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")} == {
         "RANK": "1",
