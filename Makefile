@@ -87,10 +87,11 @@ docs-results: $(STAMP)
 	$(DOCS_META) docs/results/verification_empirical_quick.meta.json \
 		"mvm verify --empirical --quick --json docs/results/verification_empirical_quick.json"
 
-# GPU self-check (README "GPU self-check"): under 5 minutes on one GPU, with the torch already installed on the
-# machine (its CUDA build): no venv, no pip, runs from the source tree. Writes results/gpu_check.json and prints a
-# table; whatever is missing (CUDA, a module, a feature) is skipped with a message, and it exits 0.
-GPU_PYTHON ?= python3
+# GPU self-check (README "GPU self-check"): under 5 minutes on one GPU, no pip, runs from the source tree, with the
+# project's .venv/bin/python where there is one (`make venv`), else the machine's python3 and the torch installed
+# there (its CUDA build); GPU_PYTHON=... picks another. Writes results/gpu_check.json and prints a table; whatever
+# is missing (CUDA, a module, a feature) is skipped with a message, and it exits 0.
+GPU_PYTHON ?= $(if $(wildcard $(VENV)/bin/python),$(VENV)/bin/python,python3)
 
 gpu-check:
 	PYTHONPATH=. $(GPU_PYTHON) -m bench.gpu_check

@@ -1,13 +1,15 @@
 """GPU self-check in one command (``make gpu-check``; ``python -m bench.gpu_check`` from the source tree).
 
-Uses the torch already installed (no venv, no pip), writes ``results/gpu_check.json`` atomically and prints a
-table.  Sections, each bounded by its own time budget (a section that runs out stops and keeps what it measured):
+Uses the torch already installed (no pip; ``make gpu-check`` takes ``.venv/bin/python`` where it exists), writes
+``results/gpu_check.json`` atomically and prints a table.  Sections, each bounded by its own time budget (a
+section that runs out stops and keeps what it measured):
 
 1. ``optimizer``  NormalizedSGDM on the device vs CPU float64, 100 steps on fixed gradients and on a quadratic
    whose gradients each device computes: max relative parameter difference (flagged above 1e-12 in float64).
 2. ``resnet32``   ResNet-32 on synthetic CIFAR-shaped data (B = 512): images/s through our training loop
    (:func:`empirical.train.train_run` on an in-memory dataset) and through a bare PyTorch loop (same model,
-   batches, torch.optim.SGD), for fp32, bf16, bf16 + channels_last and + torch.compile -> our overhead in %.
+   same batch indices, same optimizer: NormalizedSGDM with the same settings, so the difference is the loop's),
+   for fp32, bf16, bf16 + channels_last and + torch.compile -> our overhead in %.
 3. ``ensemble``   a vectorised ensemble (:func:`empirical.ensemble.train_ensemble`) vs the same members trained
    one after another: speed ratio.
 4. ``ddp``        ``mvm train --nproc 2`` over nccl vs one process, when there are >= 2 GPUs and
@@ -127,8 +129,13 @@ IMAGENET = {"train_size": 1281167, "epochs": 90, "eval_images": 10000 + 50000}
 EVAL_COST = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
 
 
-class SectionTimeout(Exception):
-    """Raised in the main thread when a section exceeds its budget."""
+class SectionTimeout(BaseException):
+    """Raised in the main thread when a section exceeds its budget.
+
+    A ``BaseException``, not an ``Exception``: code under test that catches ``Exception`` (torch.compile's dynamo
+    wraps what it catches; :mod:`empirical.precision` turns compiler errors into "compile unavailable") must
+    not turn a spent budget into a skipped measurement.
+    """
 
 
 class Skip(Exception):
@@ -354,26 +361,32 @@ def _ours_per_step(ctx: Context, model: str, dataset: Any, overrides: dict[str, 
 
 
 def _bare_per_step(ctx: Context, model_name: str, dataset: Any, settings: dict[str, Any], steps: int) -> float:
-    """Seconds per step of a bare loop: the same model and data, torch.optim.SGD, autocast, channels_last."""
+    """Seconds per step of a bare loop: the same model and data, autocast, channels_last, and the same optimizer
+    as our loop (NormalizedSGDM built from the same config by :func:`empirical.run.make_optimizer`) on the same
+    batches (the indices of :class:`empirical.data.EpochSampler` for the same seed, computed before timing): the
+    overhead then measures our loop, not a cheaper optimizer or a cheaper batch order."""
     import torch
     import torch.nn.functional as F
 
+    from empirical.data import EpochSampler
     from empirical.models import build_model
+    from empirical.run import make_optimizer
 
     device, batch = ctx.device, ctx.sizes.batch if model_name == "resnet32" else ctx.sizes.r50_batch
+    config = _run_config(model_name, batch, 3 + steps, device, {})
     model = build_model(model_name, dataset, 0).to(device)
     model.train()
     memory = torch.channels_last if settings.get("channels_last") else torch.contiguous_format
     model = model.to(memory_format=memory)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
-    forward = torch.compile(model) if settings.get("compile") else model
     inputs, targets = dataset.train.inputs, dataset.train.targets
     count = inputs.shape[0]
-    order = torch.randperm(count, device=device)
-    per_epoch = count // batch
+    optimizer = make_optimizer(config, list(model.parameters()), config.schedule(count).momentum)
+    forward = torch.compile(model) if settings.get("compile") else model
+    sampler = EpochSampler(count, batch, config.seed, 0, targets.device)
+    batches = [sampler.indices(k) for k in range(3 + steps)]
 
     def step(k: int) -> None:
-        rows = order[(k % per_epoch) * batch : (k % per_epoch + 1) * batch]
+        rows = batches[k]
         x = inputs[rows].contiguous(memory_format=memory)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(settings.get("bf16"))):
@@ -383,7 +396,7 @@ def _bare_per_step(ctx: Context, model_name: str, dataset: Any, settings: dict[s
 
     for k in range(3):  # warm-up (and compilation)
         step(k)
-    return _timed(device, lambda: [step(k) for k in range(steps)]) / steps
+    return _timed(device, lambda: [step(3 + k) for k in range(steps)]) / steps
 
 
 def section_resnet32(ctx: Context) -> None:
@@ -514,16 +527,76 @@ def section_ddp(ctx: Context, cpu_backend: str | None = None) -> None:
                 command += ["--nproc", str(nproc), "--dist-backend", backend]
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
             started = time.perf_counter()
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=max(5.0, ctx.left() - 2), env=env, check=False
-            )
+            returncode, stdout, stderr = run_process_tree(command, timeout=max(5.0, ctx.left() - 2), env=env)
             timings[f"nproc{nproc}_s"] = time.perf_counter() - started
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
-                raise RuntimeError(f"`{' '.join(command[2:])}` exited {done.returncode}: {tail[0][:200]}")
+            if returncode != 0:
+                tail = (stderr or stdout).strip().splitlines()[-1:] or ["(no output)"]
+                raise RuntimeError(f"`{' '.join(command[2:])}` exited {returncode}: {tail[0][:200]}")
     ctx.results.update(
         timings, backend=backend, world_size=2, steps=steps, ratio=timings["nproc1_s"] / timings["nproc2_s"]
     )
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, theirs, ...), read from /proc (empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue += children.get(current, [])
+    return found
+
+
+def kill_process_tree(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL ``process`` (started with ``start_new_session=True``), its process group and every descendant.
+
+    torch.distributed.run may start its workers in sessions of their own, outside the launcher's group, so the
+    descendants are found through /proc: each is stopped (SIGSTOP: no more forks, no reparenting races) until
+    no new one appears, then all are killed.
+    """
+    stopped: list[int] = []
+    for _ in range(20):
+        new = [pid for pid in [process.pid, *_descendants(process.pid)] if pid not in stopped]
+        if not new:
+            break
+        for pid in new:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped += new
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.communicate(timeout=10)
+
+
+def run_process_tree(command: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``command`` in a session of its own; (returncode, stdout, stderr).  When it outlives ``timeout`` (or
+    the section's budget interrupts the wait) the whole tree dies (:func:`kill_process_tree`): no orphaned
+    workers keep the GPUs busy.  A timeout raises :class:`SectionTimeout` (the section's status ``timeout``)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_process_tree(process)
+        raise SectionTimeout(f"`{' '.join(command[2:])}` still running after {timeout:.0f} s: killed") from None
+    except BaseException:
+        kill_process_tree(process)
+        raise
+    return process.returncode, stdout, stderr
 
 
 # ---------------------------------------------------------------------------------------- 5. projection

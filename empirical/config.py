@@ -236,7 +236,10 @@ class TrainConfig:
     checkpoint_every: float = 0
     log_every: int = 50
     dtype: str = "float32"
-    amp_bf16: bool = False
+    #: ``precision == "bf16"``, derived (not an argument: ``dataclasses.replace`` cannot carry a stale value over);
+    #: kept because the result keys of fp32 and bf16 runs name it.  ``amp_bf16 = true`` in a config file or dict
+    #: (:func:`config_from_dict`, :meth:`RunConfig.from_identity`) is read as ``precision = "bf16"``.
+    amp_bf16: bool = dataclasses.field(default=False, init=False)
     sync_batchnorm: bool = False
     precision: str = "fp32"
     channels_last: bool = False
@@ -247,11 +250,9 @@ class TrainConfig:
         check_choice(self.unit, "train.unit", UNITS)
         check_choice(self.dtype, "train.dtype", DTYPES)
         check_choice(self.precision, "train.precision", PRECISIONS)
-        for name in ("cosine", "amp_bf16", "sync_batchnorm", "channels_last", "compile"):
+        for name in ("cosine", "sync_batchnorm", "channels_last", "compile"):
             check_bool(getattr(self, name), f"train.{name}")
-        if self.amp_bf16 and self.precision == "fp32":  # the old spelling; an explicit precision wins (replace())
-            object.__setattr__(self, "precision", "bf16")
-        object.__setattr__(self, "amp_bf16", self.precision == "bf16")  # the legacy field, kept in step (keys)
+        object.__setattr__(self, "amp_bf16", self.precision == "bf16")  # the legacy field, derived (keys)
         if self.precision != "fp32" and self.dtype != "float32":
             raise ValueError(
                 f"train.precision = {self.precision!r} needs train.dtype = 'float32' (autocast keeps float32 master "
@@ -362,7 +363,7 @@ class RunConfig:
     @classmethod
     def from_identity(cls, document: Mapping[str, Any], name: str = "run") -> RunConfig:
         """Rebuild a config from :meth:`identity` (as stored in records and checkpoints)."""
-        train = dict(document["train"])
+        train = _read_amp_bf16(dict(document["train"]))
         if isinstance(train.get("milestones"), list):
             train["milestones"] = tuple(train["milestones"])
         return cls(
@@ -410,6 +411,29 @@ def _section(document: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(value)
 
 
+def _read_amp_bf16(values: dict[str, Any], strict: bool = False) -> dict[str, Any]:
+    """A ``[train]`` table with the old spelling ``amp_bf16`` read as ``precision`` (``amp_bf16`` is derived).
+
+    ``strict`` (a config file or dict): ``amp_bf16 = true`` next to another precision is an error.  A stored
+    identity (records, checkpoints) names ``amp_bf16`` and ``precision`` only for fp16, so there the explicit
+    ``precision`` wins.
+    """
+    if "amp_bf16" not in values:
+        return values
+    values = dict(values)
+    amp_bf16 = check_bool(values.pop("amp_bf16"), "train.amp_bf16")
+    if amp_bf16 and values.get("precision", "bf16") != "bf16":
+        if strict:
+            raise ValueError(
+                f"train.amp_bf16 = true (the old spelling of precision = 'bf16') contradicts "
+                f"train.precision = {values['precision']!r}: drop amp_bf16"
+            )
+        return values
+    if amp_bf16:
+        values["precision"] = "bf16"
+    return values
+
+
 def _build(cls: type, name: str, values: dict[str, Any]) -> Any:
     allowed = _fields(cls)
     unknown = sorted(str(key) for key in set(values) - set(allowed))
@@ -417,11 +441,8 @@ def _build(cls: type, name: str, values: dict[str, Any]) -> Any:
         raise ValueError(f"unknown key(s) {unknown} in [{name}]; allowed: {allowed}")
     if name == "train" and "milestones" in values:
         values["milestones"] = _check_milestones(values["milestones"])
-    if name == "train" and values.get("amp_bf16") is True and values.get("precision", "bf16") != "bf16":
-        raise ValueError(
-            f"train.amp_bf16 = true (the old spelling of precision = 'bf16') contradicts "
-            f"train.precision = {values['precision']!r}: drop amp_bf16"
-        )
+    if name == "train":
+        values = _read_amp_bf16(values, strict=True)
     try:
         return cls(**values)
     except TypeError as exc:  # a required key is missing
@@ -517,8 +538,6 @@ def _replace_path(config: RunConfig, path: str, value: Any) -> RunConfig:
     changes = {key: value}
     if path in ("optimizer.eta", "optimizer.lr"):  # the grid's rate replaces the base rate, whichever kind it was
         changes["lr" if key == "eta" else "eta"] = None
-    if path == "train.precision":  # the grid's precision replaces the base's, also one spelt amp_bf16
-        changes["amp_bf16"] = False
     return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "AUTOCAST_DTYPES",
     "CompileUnavailableError",
     "autocast",
+    "backward",
     "check_autocast_supported",
     "compile_model",
     "has_conv2d",
@@ -123,39 +124,62 @@ def compile_model(model: nn.Module) -> Callable[..., Any]:
     checkpoints' ``state_dict``, keep their names: no ``_orig_mod.`` prefix).
 
     Where compilation is unavailable (an unsupported Python, no C++ compiler for the CPU backend, no Triton for
-    the GPU one, any ``torch._dynamo`` or ``torch._inductor`` error at the first call, when it really compiles)
-    it raises :class:`CompileUnavailableError` with a one-line message telling the user to set
-    ``compile = false``.
+    the GPU one, any ``torch._dynamo`` or ``torch._inductor`` error when it really compiles: the first
+    evaluation call, the first training call, the first backward pass through :func:`backward`) it raises
+    :class:`CompileUnavailableError` with a one-line message telling the user to set ``compile = false``.
+    An interruption that is not an :class:`Exception` (``KeyboardInterrupt``, a time budget's
+    ``BaseException``) is re-raised as itself, also when the compiler stack has wrapped it.
     """
     try:
-        compiled = torch.compile(model)
+        compiled = _torch_compile(model)
     except Exception as exc:  # e.g. "Python 3.x not yet supported for torch.compile"
+        _reraise_interruption(exc)
         raise CompileUnavailableError(
             f"torch.compile is unavailable here ({_first_line(exc)}); {_UNAVAILABLE}"
         ) from exc
     return _FirstCallGuard(compiled, model)
 
 
+def _torch_compile(model: nn.Module) -> Callable[..., Any]:
+    """:func:`torch.compile` (one place, so that tests can pass a backend)."""
+    return torch.compile(model)
+
+
+def backward(forward: Any, tensor: torch.Tensor) -> None:
+    """``tensor.backward()``; through a compiled model's guard (its first backward pass compiles the backward
+    graph, whose failure then gets the one-line :class:`CompileUnavailableError`)."""
+    if isinstance(forward, _FirstCallGuard):
+        forward.backward(tensor)
+    else:
+        tensor.backward()
+
+
 class _FirstCallGuard:
-    """Calls the compiled module; turns a failure of its first call (compilation) into a clear message.  Its
-    ``train``/``eval``/``training`` are the uncompiled module's (whose mode the compiled one follows)."""
+    """Calls the compiled module; turns a compiler failure of its first call in each mode (evaluation: no
+    gradients or ``eval()``; training: gradients and ``train()``, a different graph) and of the first backward
+    pass into a clear message.  Its ``train``/``eval``/``training`` are the uncompiled module's (whose mode the
+    compiled one follows)."""
 
     def __init__(self, compiled: Callable[..., Any], model: nn.Module) -> None:
-        self.compiled, self.model, self.called = compiled, model, False
+        self.compiled, self.model = compiled, model
+        self.done: set[str] = set()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.called:
+        stage = "training call" if self.model.training and torch.is_grad_enabled() else "evaluation call"
+        if stage in self.done:
             return self.compiled(*args, **kwargs)
-        try:
+        with _compile_errors(stage):
             result = self.compiled(*args, **kwargs)
-        except Exception as exc:
-            if not _is_compile_error(exc):
-                raise
-            raise CompileUnavailableError(
-                f"torch.compile failed at the first call ({_first_line(exc)}); {_UNAVAILABLE}"
-            ) from exc
-        self.called = True
+        self.done.add(stage)
         return result
+
+    def backward(self, tensor: torch.Tensor) -> None:
+        if "backward pass" in self.done:
+            tensor.backward()
+            return
+        with _compile_errors("backward pass"):
+            tensor.backward()
+        self.done.add("backward pass")
 
     def train(self, mode: bool = True) -> nn.Module:
         return self.model.train(mode)
@@ -168,11 +192,43 @@ class _FirstCallGuard:
         return self.model.training
 
 
+@contextlib.contextmanager
+def _compile_errors(stage: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        _reraise_interruption(exc)
+        if not _is_compile_error(exc):
+            raise
+        raise CompileUnavailableError(
+            f"torch.compile failed at the first {stage} ({_first_line(exc)}); {_UNAVAILABLE}"
+        ) from exc
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it was raised from or during (``__cause__``/``__context__``, transitively)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+
+
+def _reraise_interruption(exc: BaseException) -> None:
+    """Re-raise the first non-:class:`Exception` in ``exc``'s chain (the compiler stack wraps what it catches:
+    a time budget running out or a ``KeyboardInterrupt`` during compilation is not "compile unavailable")."""
+    for error in _chain(exc):
+        if not isinstance(error, Exception):
+            raise error
+
+
 def _is_compile_error(exc: BaseException) -> bool:
     """Whether ``exc`` comes from the compiler stack (dynamo, inductor, a backend, a missing C++ compiler)."""
-    for error in (exc, exc.__cause__, exc.__context__):
-        if error is None:
-            continue
+    for error in _chain(exc):
         module = type(error).__module__ or ""
         if module.startswith(("torch._dynamo", "torch._inductor", "torch.fx", "triton")):
             return True

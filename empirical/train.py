@@ -67,6 +67,7 @@ from empirical.data import Dataset, EpochSampler, Inputs, TensorSplit, derive_se
 from empirical.models import build_model
 from empirical.precision import (
     autocast,
+    backward,
     check_autocast_supported,
     compile_model,
     inputs_channels_last,
@@ -267,7 +268,7 @@ class _Run:
                 with autocast(device_type, precision):
                     losses = [F.cross_entropy(model(inputs), targets) for inputs, targets in batches]
                 objective = losses[0] if ell == 1 else svag_loss(losses[0], losses[1], ell)
-                (objective if scaler is None else scaler.scale(objective)).backward()
+                backward(model, objective if scaler is None else scaler.scale(objective))
                 pending.extend(item.detach() for item in losses)
                 distributed.average_gradients(parameters)  # shard means -> the global batch's mean gradient
                 try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,9 +180,144 @@ def test_a_variant_that_fails_to_compile_is_skipped_with_its_reason(monkeypatch:
     assert results["variants"]["fp32+crop_flip"]["ours_images_per_s"] > 0  # the other measurements go on
 
 
+@pytest.mark.skipif(not hasattr(gpu_check.signal, "setitimer"), reason="needs SIGALRM")
+def test_a_budget_running_out_inside_torch_compile_is_a_timeout_not_a_skipped_variant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The section's alarm fires inside a torch.compile backend (dynamo wraps what the backend raises and
+    empirical.precision turns compiler errors into "compile unavailable"): the section still ends ``timeout``."""
+    import empirical.precision
+
+    called = []
+
+    def budget_runs_out(graph: torch.fx.GraphModule, example_inputs: Any) -> Any:
+        called.append(True)
+        gpu_check.signal.setitimer(gpu_check.signal.ITIMER_REAL, 0.01)  # the section's alarm, due now
+        gpu_check.time.sleep(60)
+        return graph.forward
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(
+        empirical.precision, "_torch_compile", lambda model: torch.compile(model, backend=budget_runs_out)
+    )
+    variant = ("bf16+channels_last+compile", {"compile": True}, {"compile": True}, "")
+    monkeypatch.setattr(gpu_check, "_variants", lambda fields: [variant])
+    results: dict[str, Any] = {}
+    sizes = gpu_check.dataclasses.replace(gpu_check.TINY, compile=True)
+    ctx = gpu_check.Context(torch.device("cpu"), sizes, gpu_check.time.perf_counter() + 240, results)
+    try:
+        gpu_check._run_section("resnet32", ctx, lambda: gpu_check.section_resnet32(ctx))
+    finally:
+        torch._dynamo.reset()
+    assert called
+    assert results["status"] == "timeout", results
+    assert results["variants"]["bf16+channels_last+compile"]["status"] == "skipped"
+    assert "fp32+crop_flip" not in results["variants"]  # the section stopped there
+    assert results["seconds"] < 60
+
+
+_FAKE_LAUNCHER = """
+import os, sys, time
+for _ in range(2):  # a worker in a session of its own (as torchrun may start them), and one below it
+    if os.fork() != 0:
+        break
+    os.setsid()
+with open(sys.argv[1], "a") as stream:
+    stream.write(f"{os.getpid()}\\n")
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists() or not hasattr(os, "fork"), reason="needs /proc and fork")
+def test_ddp_timeout_kills_the_launcher_and_every_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A launcher that outlives the section's time: the section ends ``timeout`` and no process it started (also
+    one in a session of its own, below another) survives to keep the GPUs busy."""
+    pids = tmp_path / "pids"
+    fake = [sys.executable, "-c", _FAKE_LAUNCHER, str(pids)]
+    popen = subprocess.Popen
+    monkeypatch.setattr(gpu_check.subprocess, "Popen", lambda command, **kwargs: popen(fake, **kwargs))
+    results: dict[str, Any] = {}
+    ctx = gpu_check.Context(torch.device("cpu"), gpu_check.TINY, gpu_check.time.perf_counter() + 6, results)
+    try:
+        gpu_check._run_section("ddp", ctx, lambda: gpu_check.section_ddp(ctx, cpu_backend="gloo"))
+        started = [int(line) for line in pids.read_text().split()]
+        assert len(started) == 3
+        assert results["status"] == "timeout", results
+        deadline = gpu_check.time.monotonic() + 10
+        while any(_alive(pid) for pid in started) and gpu_check.time.monotonic() < deadline:
+            gpu_check.time.sleep(0.05)
+        assert not [pid for pid in started if _alive(pid)]
+    finally:  # leave nothing behind, whatever failed
+        for pid in [int(line) for line in pids.read_text().split()] if pids.exists() else []:
+            with gpu_check.contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, gpu_check.signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_ddp_section_runs_two_gloo_processes_on_the_cpu() -> None:
     results: dict[str, Any] = {}
     ctx = gpu_check.Context(torch.device("cpu"), gpu_check.TINY, gpu_check.time.perf_counter() + 300, results)
     gpu_check.section_ddp(ctx, cpu_backend="gloo")
     assert results["backend"] == "gloo" and results["world_size"] == 2 and results["ratio"] > 0
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_gpu_check_prefers_the_venv_python_and_works_without_one(tmp_path: Path) -> None:
+    (tmp_path / "Makefile").write_text((ROOT / "Makefile").read_text())
+
+    def command() -> str:
+        done = subprocess.run(
+            ["make", "-n", "gpu-check"], cwd=tmp_path, capture_output=True, text=True, check=True, env=os.environ
+        )
+        return done.stdout.strip()
+
+    assert command() == "PYTHONPATH=. python3 -m bench.gpu_check"
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("")
+    assert command() == "PYTHONPATH=. .venv/bin/python -m bench.gpu_check"
+    done = subprocess.run(
+        ["make", "-n", "gpu-check", "GPU_PYTHON=/opt/python"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "PYTHONPATH=. /opt/python -m bench.gpu_check"
+
+
+def test_bare_loop_uses_our_optimizer_and_our_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The overhead compares loops, not optimizers or batch orders: the bare loop steps NormalizedSGDM with the
+    settings of our loop's config, on the batches of our loop's EpochSampler (same seed, steps 0, 1, ...)."""
+    import empirical.data
+    import empirical.run
+    from empirical.optim import NormalizedSGDM
+
+    made: list[Any] = []
+    make = empirical.run.make_optimizer
+    monkeypatch.setattr(empirical.run, "make_optimizer", lambda *args: made.append(make(*args)) or made[-1])
+    asked: list[tuple[int, int]] = []
+    indices = empirical.data.EpochSampler.indices
+
+    def record(sampler: Any, step: int) -> Any:
+        asked.append((sampler.seed, step))
+        return indices(sampler, step)
+
+    monkeypatch.setattr(empirical.data.EpochSampler, "indices", record)
+    sizes = gpu_check.TINY
+    dataset = gpu_check._synthetic_images(sizes.batch * 4, sizes.side, 10, seed=1)
+    ctx = gpu_check.Context(torch.device("cpu"), sizes, gpu_check.time.perf_counter() + 60, {})
+    assert gpu_check._bare_per_step(ctx, "resnet32", dataset, {}, steps=2) > 0
+    ours = gpu_check._run_config("resnet32", sizes.batch, 5, "cpu", {})
+    (optimizer,) = made
+    assert type(optimizer) is NormalizedSGDM
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (
+        ours.optimizer.effective_lr,
+        ours.optimizer.momentum,
+        ours.optimizer.weight_decay,
+    )
+    assert asked == [(ours.seed, step) for step in range(5)]

@@ -39,6 +39,18 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+def _forget_pools_after_fork() -> None:
+    """In a forked child: the parent's pools have no threads there (fork copies only the calling thread), so a
+    batch submitted to one would wait forever; start afresh (a new lock too: the parent's may be held)."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
 def _decode_pool(workers: int) -> ThreadPoolExecutor:
     """One long-lived pool per worker count, shared by every split and thread (no thread start-up per batch)."""
     with _POOLS_LOCK:

@@ -8,6 +8,9 @@ of decoding threads.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +140,39 @@ def test_image_folder_batches_do_not_depend_on_the_worker_count(tmp_path: Path) 
     # the training augmentation does vary with the generator (the equality above is not vacuous)
     other, _ = one.train.batch(indices, torch.Generator().manual_seed(5))
     assert not torch.equal(other, one.train.batch(indices, torch.Generator().manual_seed(4))[0])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_image_folder_decodes_in_a_child_forked_after_the_parent_used_its_threads(tmp_path: Path) -> None:
+    """A child forked after the parent decoded with 3 threads gets no threads of the parent's pool: it must start
+    a pool of its own (``os.register_at_fork``), not wait forever on the inherited one."""
+    _jpeg_folder(tmp_path / "images")
+    split = load_image_folder(tmp_path / "images", image_size=16, resize_size=20, num_workers=3).train
+    indices = torch.tensor([5, 0, 11, 3, 7, 2])
+    expected, _ = split.batch(indices, torch.Generator().manual_seed(4))  # the parent's pool now exists
+    result = tmp_path / "child.pt"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            signal.alarm(60)  # a hung child dies rather than outliving the test
+            found, _ = split.batch(indices, torch.Generator().manual_seed(4))
+            torch.save(found, result)
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not decode its batch within 30 s (inherited a pool with no threads)")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert torch.equal(torch.load(result), expected)
 
 
 def test_decode_workers_option_is_checked() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from empirical.config import config_from_dict, expand_grid, load_config
+from empirical.config import config_from_dict, expand_grid, load_config, tomllib
 from empirical.optim import NormalizedSGDM, normalized_sgdm_update_
 from empirical.precision import CompileUnavailableError
 from empirical.records import ResultStore, config_key
@@ -118,7 +118,7 @@ def test_precision_spellings_and_kernel_switches_keep_or_make_keys() -> None:
         return config_key(dataclasses.replace(member, train=dataclasses.replace(member.train, **train)).identity())
 
     assert key() == key(precision="fp32") == key(channels_last=True, compile=True) == DIGITS_KEY
-    assert key(amp_bf16=True) == key(precision="bf16") == key(precision="bf16", compile=True) == DIGITS_AMP_BF16_KEY
+    assert key(precision="bf16") == key(precision="bf16", compile=True) == DIGITS_AMP_BF16_KEY
     assert key(precision="fp16") not in (DIGITS_KEY, DIGITS_AMP_BF16_KEY)
     old = config_from_dict(_document(MLP, amp_bf16=True))
     assert old.train.precision == "bf16" and old.train.amp_bf16
@@ -129,6 +129,26 @@ def test_precision_spellings_and_kernel_switches_keep_or_make_keys() -> None:
     # a grid over precision replaces a base spelt amp_bf16
     grid = config_from_dict({**_document(MLP, amp_bf16=True), "grid": {"train.precision": ["fp32", "fp16"]}})
     assert [m.train.precision for m in expand_grid(grid)] == ["fp32", "fp16"]
+
+
+def test_amp_bf16_is_derived_from_precision_and_replace_cannot_carry_it_over() -> None:
+    """``amp_bf16 == (precision == "bf16")`` after every construction: replacing the precision of a config spelt
+    ``amp_bf16 = true`` gives that precision (it used to come back bf16); the alias is read from config files and
+    dicts only."""
+    member = expand_grid(load_config(ROOT / "configs" / "digits_mlp_sgdm.toml"))[0]
+    document = tomllib.loads((ROOT / "configs" / "digits_mlp_sgdm.toml").read_text())
+    document["train"]["amp_bf16"] = True
+    old = expand_grid(config_from_dict(document))[0]
+    assert old.train.precision == "bf16" and old.train.amp_bf16
+    assert config_key(old.identity()) == DIGITS_AMP_BF16_KEY  # the alias read from a dict keeps its key
+    for precision in ("fp32", "fp16", "bf16"):
+        train = dataclasses.replace(old.train, precision=precision)
+        assert train.precision == precision and train.amp_bf16 == (precision == "bf16")
+    fp32 = dataclasses.replace(old, train=dataclasses.replace(old.train, precision="fp32"))
+    assert config_key(fp32.identity()) == DIGITS_KEY
+    with pytest.raises(ValueError, match="amp_bf16"):  # derived: not an argument of the constructor or replace
+        dataclasses.replace(member.train, amp_bf16=True)
+    assert type(old).from_identity(old.identity()).train == old.train  # a stored identity names amp_bf16
 
 
 @pytest.mark.parametrize(
@@ -151,8 +171,29 @@ def test_config_errors_name_the_key_on_one_line(train: dict, match: str) -> None
 # ------------------------------------------------------------------------------------------ precision
 
 
+def _record_logit_dtypes(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[torch.dtype]]:
+    """The dtypes of the model's outputs (logits) in training calls and in evaluation calls of every run built
+    from here on: the proof that a run did compute in its precision (closeness to fp32 alone would not tell a
+    silently disabled autocast apart)."""
+    import empirical.train
+
+    seen: dict[str, set[torch.dtype]] = {"train": set(), "evaluate": set()}
+    build = empirical.train.build_model
+
+    def record(module: torch.nn.Module, args: object, output: torch.Tensor) -> None:
+        seen["train" if module.training and torch.is_grad_enabled() else "evaluate"].add(output.dtype)
+
+    def build_and_watch(*args: object, **kwargs: object) -> torch.nn.Module:
+        model = build(*args, **kwargs)
+        model.register_forward_hook(record)
+        return model
+
+    monkeypatch.setattr(empirical.train, "build_model", build_and_watch)
+    return seen
+
+
 @pytest.mark.parametrize("model", [MLP, CNN], ids=["mlp", "small_cnn"])
-def test_bf16_and_fp16_stay_close_to_fp32(tmp_path: Path, model: dict) -> None:
+def test_bf16_and_fp16_stay_close_to_fp32(tmp_path: Path, model: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """100 steps of normalized SGDM on digits in fp32, bf16 and fp16 (scaler): final train losses agree.
 
     Tolerance, fixed before measuring: bf16 keeps 8 significant bits, unit roundoff u = 2^-8 ~ 0.4% (fp16: 2^-11).
@@ -163,12 +204,17 @@ def test_bf16_and_fp16_stay_close_to_fp32(tmp_path: Path, model: dict) -> None:
     by a similar relative amount per step.  Allowed: 5% relative.  Measured (torch 2.13 CPU): MLP bf16 2.7e-5,
     fp16 5.5e-5; small CNN bf16 5.1e-3, fp16 2.0e-3 (the averaging is strong: far inside the bound).
     """
+    seen = _record_logit_dtypes(monkeypatch)
     fp32, info32 = _run(tmp_path, model)
     assert info32["precision"] == "fp32" and "loss_scale" not in info32
-    for precision in ("bf16", "fp16"):
+    assert seen == {"train": {torch.float32}, "evaluate": {torch.float32}}
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        seen["train"].clear(), seen["evaluate"].clear()
         loss, info = _run(tmp_path, model, precision=precision)
         assert info["precision"] == precision and not info["channels_last"] and not info["compile"]
-        assert abs(loss - fp32) <= 0.05 * fp32, (precision, loss, fp32)
+        # the training steps and the evaluations (step 0 and the last) both ran in the 16-bit dtype
+        assert seen == {"train": {dtype}, "evaluate": {dtype}}, (precision, seen)
+        assert loss != fp32 and abs(loss - fp32) <= 0.05 * fp32, (precision, loss, fp32)
     assert info["loss_scale"] > 0  # fp16 keeps its scaler's final scale in the record
 
 
@@ -187,6 +233,47 @@ def test_fp16_skipped_step_is_not_divergence_but_a_nonfinite_loss_is(tmp_path: P
     )
     result = train_run(diverged, out=tmp_path, quiet=True)
     assert result.status == "diverged" and result.metrics["diverged_at_step"] is not None
+
+
+class _Stop(Exception):
+    """Stands for the run being killed right after a checkpoint."""
+
+
+def test_fp16_run_resumes_bitwise_with_its_gradient_scaler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An fp16 run stopped after its checkpoint at step 10 and resumed ends bitwise where the uninterrupted run
+    does, the scaler's scale included.  The scaler starts at 2^24 here, so the first steps overflow and lower it
+    before the checkpoint: a resumed run that did not restore it would start at 2^24 again and skip more steps."""
+    import empirical.train
+
+    monkeypatch.setattr(
+        empirical.train, "make_scaler", lambda device_type, precision: torch.amp.GradScaler("cpu", init_scale=2.0**24)
+    )
+    config = config_from_dict(_document(CNN, steps=20, precision="fp16", checkpoint_every=10, log_every=5))
+    dataset, cpu = prepare_dataset(config, torch.device("cpu")), torch.device("cpu")
+
+    reference = _Run(config, dataset, cpu, quiet=True)
+    assert reference.train(tmp_path / "reference" / CHECKPOINT_NAME) is None
+
+    folder = tmp_path / "stopped"
+    stopped = _Run(config, dataset, cpu, quiet=True)
+    save = stopped.save_checkpoint
+
+    def save_then_stop(path: Path) -> None:
+        save(path)
+        raise _Stop
+
+    stopped.save_checkpoint = save_then_stop  # type: ignore[method-assign]
+    with pytest.raises(_Stop):
+        stopped.train(folder / CHECKPOINT_NAME)
+    assert stopped.scaler is not None and stopped.scaler.get_scale() < 2.0**24  # skipped steps lowered it
+
+    resumed = _Run(config, dataset, cpu, quiet=True)
+    assert resumed.load_checkpoint(folder) and resumed.progress.step == 10
+    assert resumed.train(folder / CHECKPOINT_NAME) is None
+    for mine, theirs in zip(resumed.model.parameters(), reference.model.parameters(), strict=True):
+        assert torch.equal(mine, theirs)
+    assert resumed.scaler.get_scale() == reference.scaler.get_scale()  # type: ignore[union-attr]
+    assert resumed.progress.curves[-1]["train_loss"] == reference.progress.curves[-1]["train_loss"]
 
 
 # ------------------------------------------------------------------------------------------ kernels
@@ -222,6 +309,78 @@ def test_compile_unavailable_is_a_one_line_message(tmp_path: Path, monkeypatch: 
     with pytest.raises(CompileUnavailableError, match=r"set train\.compile = false") as caught:
         _run(tmp_path, CNN, steps=10, compile=True)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("stage", ["training call", "backward pass"])
+def test_compile_failing_after_the_step0_evaluation_is_a_one_line_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    """The first call of the compiled model is the step-0 evaluation (no gradients), which compiles another graph
+    than training: a compiler failure at the first training call, or at the first backward pass (where the
+    backward graph is compiled), gets the one-line message too."""
+    import torch._dynamo.exc as dynamo_exc
+
+    failure = "InvalidCxxCompiler: No working C++ compiler found\nsecond line"
+
+    class FailingBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+            raise dynamo_exc.InternalTorchDynamoError(failure)
+
+    def compiles_evaluation_only(model: torch.nn.Module) -> object:
+        def call(*args: object, **kwargs: object) -> object:
+            if model.training and torch.is_grad_enabled():
+                if stage == "training call":
+                    raise dynamo_exc.InternalTorchDynamoError(failure)
+                return FailingBackward.apply(model(*args, **kwargs))
+            return model(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", compiles_evaluation_only)
+    with pytest.raises(CompileUnavailableError, match=rf"first {stage} .*set train\.compile = false") as caught:
+        _run(tmp_path, CNN, steps=10, compile=True)
+    assert "\n" not in str(caught.value)
+
+
+class _Budget(BaseException):
+    """Like bench.gpu_check.SectionTimeout: an interruption, not an error."""
+
+
+@pytest.mark.parametrize("link", ["__cause__", "__context__", "deeper"])
+def test_an_interruption_wrapped_by_the_compiler_is_reraised_not_compile_unavailable(
+    monkeypatch: pytest.MonkeyPatch, link: str
+) -> None:
+    """dynamo wraps what a backend raises (``BackendCompilerFailed(...) from exc``): a non-``Exception`` anywhere
+    in the cause/context chain (a time budget, ``KeyboardInterrupt``) comes out as itself."""
+    import torch._dynamo.exc as dynamo_exc
+
+    from empirical.precision import compile_model
+
+    interruption = _Budget("budget of 3 s exhausted")
+
+    def wrapped(model: torch.nn.Module) -> object:
+        def call(*args: object, **kwargs: object) -> object:
+            error = dynamo_exc.InternalTorchDynamoError("backend failed")
+            middle = RuntimeError("in between")
+            if link == "deeper":
+                middle.__cause__ = interruption
+                error.__context__ = middle
+            else:
+                setattr(error, link, interruption)
+            raise error
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", wrapped)
+    forward = compile_model(torch.nn.Linear(2, 2))
+    with pytest.raises(_Budget) as caught:
+        forward(torch.zeros(1, 2))
+    assert caught.value is interruption
 
 
 def _eager_compile(monkeypatch: pytest.MonkeyPatch) -> None:
