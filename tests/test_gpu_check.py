@@ -272,10 +272,19 @@ def test_ddp_section_runs_two_gloo_processes_on_the_cpu() -> None:
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_gpu_check_prefers_the_venv_python_and_works_without_one(tmp_path: Path) -> None:
     (tmp_path / "Makefile").write_text((ROOT / "Makefile").read_text())
+    # a clean make: under `make test` the environment carries MAKELEVEL/MAKEFLAGS (nested make then prints
+    # "Entering directory" lines and inherits command-line variables)
+    inherited = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "GPU_PYTHON")
+    env = {name: value for name, value in os.environ.items() if name not in inherited}
 
-    def command() -> str:
+    def command(*variables: str) -> str:
         done = subprocess.run(
-            ["make", "-n", "gpu-check"], cwd=tmp_path, capture_output=True, text=True, check=True, env=os.environ
+            ["make", "--no-print-directory", "-n", "gpu-check", *variables],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
         )
         return done.stdout.strip()
 
@@ -283,10 +292,7 @@ def test_make_gpu_check_prefers_the_venv_python_and_works_without_one(tmp_path: 
     (tmp_path / ".venv" / "bin").mkdir(parents=True)
     (tmp_path / ".venv" / "bin" / "python").write_text("")
     assert command() == "PYTHONPATH=. .venv/bin/python -m bench.gpu_check"
-    done = subprocess.run(
-        ["make", "-n", "gpu-check", "GPU_PYTHON=/opt/python"], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "PYTHONPATH=. /opt/python -m bench.gpu_check"
+    assert command("GPU_PYTHON=/opt/python") == "PYTHONPATH=. /opt/python -m bench.gpu_check"
 
 
 def test_bare_loop_uses_our_optimizer_and_our_batches(monkeypatch: pytest.MonkeyPatch) -> None:
