@@ -537,25 +537,6 @@ def section_ddp(ctx: Context, cpu_backend: str | None = None) -> None:
     )
 
 
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid`` (children, theirs, ...), read from /proc (empty where there is none)."""
-    children: dict[int, list[int]] = {}
-    with contextlib.suppress(OSError):
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
-    found, queue = [], list(children.get(pid, []))
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        queue += children.get(current, [])
-    return found
-
-
 def kill_process_tree(process: subprocess.Popen[Any]) -> None:
     """SIGKILL ``process`` (started with ``start_new_session=True``), its process group and every descendant.
 
@@ -563,9 +544,11 @@ def kill_process_tree(process: subprocess.Popen[Any]) -> None:
     descendants are found through /proc: each is stopped (SIGSTOP: no more forks, no reparenting races) until
     no new one appears, then all are killed.
     """
+    from empirical.distributed import descendant_pids  # torch is there: this section launched torchrun
+
     stopped: list[int] = []
     for _ in range(20):
-        new = [pid for pid in [process.pid, *_descendants(process.pid)] if pid not in stopped]
+        new = [pid for pid in [process.pid, *descendant_pids(process.pid)] if pid not in stopped]
         if not new:
             break
         for pid in new:

@@ -59,6 +59,7 @@ import os
 import pickle
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -75,6 +76,7 @@ __all__ = [
     "check_batch_size",
     "check_device",
     "convert_sync_batchnorm",
+    "descendant_pids",
     "export_slurm_environment",
     "from_rank0",
     "is_distributed",
@@ -204,6 +206,29 @@ def export_slurm_environment() -> None:
     environment = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     if environment.local_world_size > 1 and torch.cuda.is_available() and torch.cuda.device_count() == 1:
         os.environ["LOCAL_RANK"] = "0"
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, theirs, ...), read from ``/proc`` (empty where there is none).
+
+    Killing a launcher's process group is not enough: torchrun starts each worker in a session of its own, so
+    whoever must stop a data-parallel run (a test, ``bench.gpu_check``'s time budget) walks the tree instead.
+    """
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue += children.get(current, [])
+    return found
 
 
 def check_batch_size(batch_size: int, size: int | None = None, name: str = "train.batch_size") -> None:

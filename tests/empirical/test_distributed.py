@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from empirical import distributed
 from empirical.checkpoints import read_checkpoint
 from empirical.config import RunConfig, config_from_dict, load_config
 from empirical.records import ResultStore
@@ -168,24 +169,6 @@ def test_sync_batchnorm_keeps_the_keys_of_existing_configs() -> None:
     assert RunConfig.from_identity(synced.identity()) == RunConfig.from_identity(synced.identity())
 
 
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and every process below it (torchrun starts its workers in sessions of their own)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        found.append(current)
-        queue += children.get(current, [])
-    return found
-
-
 def test_a_killed_two_process_run_resumes_bitwise_and_on_any_world_size(two_process_runs, tmp_path: Path) -> None:
     """``mvm train --nproc 2`` killed with SIGKILL (launcher, torchrun and workers) after its first checkpoint,
     resumed over 2 processes, ends bitwise where the uninterrupted 2-process run does; the checkpoint also
@@ -204,7 +187,7 @@ def test_a_killed_two_process_run_resumes_bitwise_and_on_any_world_size(two_proc
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else "exited early"
         assert time.monotonic() < deadline, "no checkpoint within 180 s"
         time.sleep(0.02)
-    for pid in _descendants(process.pid):
+    for pid in [process.pid, *distributed.descendant_pids(process.pid)]:
         os.kill(pid, signal.SIGKILL)
     process.wait()
     time.sleep(0.2)  # the orphaned workers' SIGKILL is delivered
