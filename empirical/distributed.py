@@ -269,7 +269,15 @@ def shard(inputs: Any, targets: torch.Tensor) -> tuple[Any, torch.Tensor]:
 
 
 def average_gradients(parameters: Sequence[torch.Tensor]) -> None:
-    """Replace each gradient by its mean over ranks: one flattened ``all_reduce`` per dtype and device."""
+    r"""Replace each gradient by its mean over ranks: one flattened ``all_reduce`` per dtype and device.
+
+    .. math:: g \leftarrow \frac1W\sum_{r=0}^{W-1} g^{(r)},\qquad
+              g^{(r)}=\nabla\Big(\frac{W}{B}\sum_{i\in\omega_k^{(r)}}\ell_i(x_k)\Big),
+
+    which is the single-process mini-batch gradient :math:`\nabla\mathcal L_{\omega_k}(x_k)` of paper eq. (3)
+    (and of SVAG, Definition 5.1, whose objective is linear in its two losses) because the shards are disjoint,
+    cover :math:`\omega_k` and all hold :math:`B/W` examples (see the module docstring).
+    """
     if not is_distributed():
         return
     groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
